@@ -1,0 +1,3 @@
+from side_core.cli import main
+
+raise SystemExit(main())

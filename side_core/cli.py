@@ -1,0 +1,261 @@
+"""Command line: ``python -m side_core {train,extract,compare}``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import time
+
+import torch
+
+from side_core.errors import SideError
+
+log = logging.getLogger("side_core")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a DDPM on an image folder or the bundled faces",
+        description="Train a small UNet2DModel DDPM (the recipe of the bundled models). Checkpoints "
+        "(EMA weights as diffusers folders) go to OUT/checkpoints/, the final model to OUT/model/; "
+        "re-running with the same OUT and settings resumes.",
+    )
+    p.add_argument("--data", default="default", help="'default' (the 100 bundled LFW faces) or an image folder")
+    p.add_argument("--out", required=True, help="output folder (created; resumed if it holds a run)")
+    p.add_argument("--n-images", type=int, default=None, help="keep only the first N training images")
+    p.add_argument("--size", type=int, default=24, help="image side in pixels (default 24)")
+    p.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 grayscale or 3 RGB (default 1)")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget in minutes")
+    p.add_argument("--max-steps", type=int, default=100_000, help="upper bound on optimizer steps")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed for batches, noise and timesteps")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from side_core.config import TrainConfig, UNetConfig
+    from side_core.data import load_training_set
+    from side_core.models import default_device
+    from side_core.train import train_ddpm
+
+    config = TrainConfig(
+        unet=UNetConfig(sample_size=args.size, channels=args.channels),
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        max_steps=args.max_steps,
+        max_minutes=args.minutes,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    data = load_training_set(args.data, args.channels, args.size, args.n_images)
+    log.info("training on %s", data.facts())
+    every = max(1, args.checkpoint_every // 4)
+
+    def progress(p):
+        if p.step % every == 0:
+            log.info("step %d  loss %.4f  %.1f min", p.step, p.loss, p.elapsed_s / 60)
+
+    device = args.device or default_device()
+    folder = train_ddpm(data, args.out, config, device=device, progress=progress)
+    print(folder)
+
+
+def _add_extraction_flags(p: argparse.ArgumentParser) -> None:
+    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+
+    d, c, t, s = (
+        ExtractionConfig(),
+        ClusterConfig(),
+        ClassifierTrainConfig(),
+        SampleConfig(guidance_scale=2.0),
+    )
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default', 'faces40', a diffusers model folder, or a hub id (online only)",
+    )
+    p.add_argument(
+        "--data",
+        default="default",
+        help="training images to score against: 'default' (bundled faces) or an image folder",
+    )
+    p.add_argument(
+        "--n-data",
+        type=int,
+        default=None,
+        help="keep the first N training images (e.g. 40 for the faces40 model)",
+    )
+    p.add_argument("--out", required=True, help="report folder (report.json, report.md, extractions.png)")
+    p.add_argument("--store", default=None, help="run store folder (default OUT/store); finished stages are reused")
+    p.add_argument(
+        "--n-samples", type=int, default=d.n_samples, help=f"N_G, samples per method (default {d.n_samples})"
+    )
+    p.add_argument(
+        "--n-syn",
+        type=int,
+        default=d.n_syn,
+        help=f"plain samples clustered into surrogate classes (default {d.n_syn})",
+    )
+    p.add_argument(
+        "--feature",
+        default=c.feature,
+        choices=("unet", "pixels", "sscd"),
+        help=f"clustering feature (default {c.feature})",
+    )
+    p.add_argument("--k", type=int, default=c.k, help=f"K-means clusters (default {c.k})")
+    p.add_argument("--tau", type=float, default=c.tau, help=f"cohesion filter in [0, 1] (default {c.tau})")
+    p.add_argument(
+        "--classifier-steps", type=int, default=t.steps, help=f"classifier training steps (default {t.steps})"
+    )
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=s.guidance_scale,
+        help=f"lambda, >= 0 (default {s.guidance_scale})",
+    )
+    p.add_argument(
+        "--guidance-window",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("T_LOW", "T_HIGH"),
+        help="guide only at T_LOW <= t <= T_HIGH (default: all steps)",
+    )
+    p.add_argument("--sampler", default=s.sampler, choices=("ddim", "ddpm"), help=f"sampler (default {s.sampler})")
+    p.add_argument("--steps", type=int, default=s.num_steps, help=f"sampler steps (default {s.num_steps})")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=s.batch_size,
+        help=f"samples per batch and store shard (default {s.batch_size})",
+    )
+    p.add_argument(
+        "--similarity",
+        default="pixel",
+        choices=("pixel", "sscd"),
+        help="similarity for scoring (default pixel correlation)",
+    )
+    p.add_argument("--sscd", default=None, help="SSCD TorchScript file, for --feature sscd or --similarity sscd")
+    p.add_argument(
+        "--bands",
+        type=float,
+        nargs=3,
+        default=None,
+        metavar=("LOW", "MID", "HIGH"),
+        help="band thresholds (default: from the train-vs-train distribution)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"extraction seed (default {d.seed})")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+
+
+def _add_extract(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "extract",
+        help="run one extraction method and score it",
+        description="Generate N_G samples with one method (uncond: plain sampling; cond: guidance by a "
+        "time-blind classifier; side: guidance by SIDE's time-dependent classifier) and score them "
+        "against the training set.",
+    )
+    p.add_argument("--method", required=True, choices=("uncond", "cond", "side"), help="extraction method")
+    _add_extraction_flags(p)
+    p.set_defaults(func=_run_extraction)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="UnCond vs Cond vs SIDE at equal N_G",
+        description="Run all three methods at the same N_G, sampler and seeds, and write "
+        "OUT/report.json, OUT/report.md (the table) and OUT/extractions.png.",
+    )
+    _add_extraction_flags(p)
+    p.set_defaults(func=_run_extraction, method=None)
+
+
+def _run_extraction(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+    from side_core.data import load_training_set
+    from side_core.metrics import Bands
+    from side_core.models import load_model
+    from side_core.pipeline import METHODS, Run, best_extractions, extract
+    from side_core.report import markdown_table, write_report
+    from side_core.store import Stage
+
+    model = load_model(args.model, args.device)
+    data = load_training_set(args.data, model.channels, model.size, args.n_data)
+    bands = Bands.from_thresholds(*args.bands) if args.bands else None
+    out = Path(args.out)
+    run = Run(args.store or out / "store", model, data, args.similarity, args.sscd, bands)
+    config = ExtractionConfig(
+        n_samples=args.n_samples,
+        n_syn=args.n_syn,
+        cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, seed=args.seed),
+        classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.seed),
+        sample=SampleConfig(
+            sampler=args.sampler,
+            num_steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            guidance_window=tuple(args.guidance_window) if args.guidance_window else None,
+            batch_size=args.batch_size,
+        ),
+        seed=args.seed,
+    )
+    methods = (args.method,) if args.method else METHODS
+
+    def sample_progress(p) -> None:
+        if p.step == p.n_steps:
+            log.info("  batch %d/%d done", p.batch + 1, p.n_batches)
+
+    report = extract(run, config, methods, sample_progress=sample_progress)
+    pairs = {}
+    for method, row in report["methods"].items():
+        generation, score = Stage.open(run.root / row["generation"]), Stage.open(run.root / row["score"])
+        generated, training, _, _ = best_extractions(run, generation, score)
+        pairs[method] = (generated, training)
+    write_report(report, out, args.command_line, pairs)
+    print(markdown_table(report))
+    print(f"report: {out / 'report.md'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m side_core",
+        description="SIDE: extract memorized training images from an unconditional diffusion model.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_extract(sub)
+    _add_compare(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.command_line = "python -m side_core " + shlex.join(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    try:
+        args.func(args)
+    except SideError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    log.info("done in %.1f s", time.perf_counter() - started)
+    return 0

@@ -1,0 +1,176 @@
+"""Training sets: the bundled LFW faces or any image folder, converted to a model's channels and
+size. The training set is needed only to train a model and to score extractions, never to extract."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from side_core.errors import SideError
+from side_core.images import from_uint8
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+DEFAULT_DATA = "default"
+# scikit-image ships 200 LFW crops: the first 100 are faces, the last 100 are not.
+N_BUNDLED_FACES = 100
+
+
+@dataclass
+class TrainingSet:
+    """Training images as float32 (N, C, H, W) in [-1, 1], with where they came from."""
+
+    images: torch.Tensor
+    names: list[str]
+    source: str
+    preprocessing: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def size(self) -> int:
+        return self.images.shape[-1]
+
+    def facts(self) -> dict:
+        return {
+            "source": self.source,
+            "n_images": len(self),
+            "channels": self.channels,
+            "size": self.size,
+            "preprocessing": self.preprocessing,
+        }
+
+
+def load_training_set(
+    spec: str | Path = DEFAULT_DATA,
+    channels: int | None = None,
+    size: int | None = None,
+    n_images: int | None = None,
+) -> TrainingSet:
+    """Load ``default`` (the bundled LFW faces, 1 x 24 x 24 unless asked otherwise) or an image
+    folder (png/jpg/jpeg/bmp/webp, sorted by name), converted to ``channels`` and ``size``.
+
+    ``n_images`` keeps the first N images (after sorting). Unreadable files are skipped with a
+    warning; a folder with no readable image is an error.
+    """
+    if n_images is not None and n_images < 1:
+        raise SideError(f"n_images must be at least 1 (got {n_images}).")
+    if str(spec) == DEFAULT_DATA:
+        pixels, names, steps = _bundled_faces()
+        source = "bundled LFW faces (scikit-image lfw_subset, first 100)"
+    else:
+        pixels, names, steps = _image_folder(Path(spec))
+        source = str(Path(spec).resolve())
+    if n_images is not None:
+        pixels, names = pixels[:n_images], names[:n_images]
+        steps.append(f"kept the first {len(names)} images")
+    pixels, more_steps = _convert(pixels, channels, size)
+    return TrainingSet(from_uint8(pixels), names, source, steps + more_steps)
+
+
+def _bundled_faces() -> tuple[np.ndarray, list[str], list[str]]:
+    from skimage.data import lfw_subset
+
+    faces = lfw_subset()[:N_BUNDLED_FACES]  # (100, 25, 25) float64 in [0, 1]
+    pixels = np.round(faces * 255).astype(np.uint8)[..., None]
+    names = [f"lfw_subset[{i}]" for i in range(len(pixels))]
+    return pixels, names, ["scikit-image lfw_subset() rows 0-99, 25x25 grayscale"]
+
+
+def _image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str]]:
+    from PIL import Image, UnidentifiedImageError
+
+    if not folder.exists():
+        raise SideError(f"Image folder {folder} does not exist: give an existing folder or 'default'.")
+    if not folder.is_dir():
+        raise SideError(f"{folder} is a file, not a folder: give the folder that holds the images.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    arrays, names, sizes = [], [], set()
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB")
+                arrays.append(np.asarray(im))
+        except (UnidentifiedImageError, OSError) as err:
+            log.warning("skipping unreadable image %s (%s)", path.name, err)
+            continue
+        names.append(path.name)
+        sizes.add(arrays[-1].shape[:2])
+    if not arrays:
+        raise SideError(
+            f"No readable image in {folder} (looked for {', '.join(IMAGE_SUFFIXES)}): "
+            "put the training images directly in that folder."
+        )
+    # Bring every image to one square size first (center crop, then resize) so they stack.
+    side = min(min(hw) for hw in sizes)
+    arrays = [_square(a, side) for a in arrays]
+    steps = [f"{len(arrays)} images from {folder.name}/ (of {len(files)} files), RGB"]
+    if len(sizes) > 1 or any(h != w for h, w in sizes):
+        steps.append(f"center-cropped to square and resized to {side}x{side} (Lanczos)")
+    return np.stack(arrays), names, steps
+
+
+def _square(rgb: np.ndarray, side: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = rgb[top : top + s, left : left + s]
+    if s != side:
+        crop = np.asarray(Image.fromarray(crop).resize((side, side), Image.LANCZOS))
+    return crop
+
+
+def _convert(pixels: np.ndarray, channels: int | None, size: int | None) -> tuple[np.ndarray, list[str]]:
+    """(N, H, W, C) uint8 -> (N, size, size, channels) uint8, and the steps taken."""
+    from PIL import Image
+
+    steps = []
+    c = pixels.shape[-1]
+    if channels is not None and channels != c:
+        if channels == 1 and c == 3:
+            pixels = np.round(pixels @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+            steps.append("RGB to grayscale (ITU-R 601 luma)")
+        elif channels == 3 and c == 1:
+            pixels = np.repeat(pixels, 3, axis=-1)
+            steps.append("grayscale repeated to 3 channels")
+        else:
+            raise SideError(
+                f"Cannot convert {c}-channel images to the model's {channels} channels: "
+                "use a model with 1 or 3 channels, or images that match it."
+            )
+    h = pixels.shape[1]
+    if size is not None and size != h:
+        if size > h:
+            raise SideError(
+                f"The images are {h}x{h} but the model needs {size}x{size}: upscaling would invent "
+                "detail and no copy could be found. Use larger images or a model of that size."
+            )
+        if h - size <= 2:
+            # A pixel or two: crop rather than resample, so pixels stay the originals.
+            top = (h - size) // 2
+            pixels = pixels[:, top : top + size, top : top + size]
+            steps.append(f"center-cropped {h}x{h} to {size}x{size}")
+        else:
+            mode = "L" if pixels.shape[-1] == 1 else "RGB"
+            pixels = np.stack(
+                [
+                    np.asarray(
+                        Image.fromarray(p.squeeze(-1) if mode == "L" else p, mode).resize((size, size), Image.LANCZOS)
+                    ).reshape(size, size, -1)
+                    for p in pixels
+                ]
+            )
+            steps.append(f"resized {h}x{h} to {size}x{size} (Lanczos)")
+    return pixels, steps

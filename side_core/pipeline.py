@@ -1,0 +1,435 @@
+"""The stage order, and the only module that knows it:
+
+    generate (N_syn plain samples) -> embed -> cluster -> train classifier(s)
+    -> generate (N_G samples: plain, Cond-guided or SIDE-guided) -> score against the training set
+
+A :class:`Run` binds a run-store folder to one model (and, for scoring, one training set); each
+stage method returns a finished :class:`~side_core.store.Stage` whose folder is keyed by the
+stage's inputs, so asking again returns the stored result at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from side_core.classifier import (
+    classifier_guidance,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from side_core.cluster import Clustering, cluster, map_2d, silhouette
+from side_core.config import (
+    ClassifierConfig,
+    ClassifierTrainConfig,
+    ClusterConfig,
+    ExtractionConfig,
+    SampleConfig,
+)
+from side_core.data import TrainingSet
+from side_core.embed import embed
+from side_core.errors import SideError
+from side_core.metrics import Bands, bands_from_train, summarize
+from side_core.models import LoadedModel
+from side_core.neighbours import make_similarity, search, train_nn_similarity
+from side_core.sampling import SampleProgress, sample, validate
+from side_core.store import Stage, read_array, read_tensors, stage_key, write_array, write_tensors
+
+log = logging.getLogger(__name__)
+
+METHODS = ("uncond", "cond", "side")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a guided generation aims at: a classifier stage, and one class or uniform classes."""
+
+    classifier: str  # the classifier stage folder name (its inputs key)
+    n_classes: int
+    cls: int | None = None  # None: each sample draws its class uniformly (the paper's protocol)
+
+
+def shard_seed(seed: int, index: int) -> int:
+    """Seed of shard ``index``: any process can make any shard, and get the same samples."""
+    return seed * 100_003 + index
+
+
+class Run:
+    """A run store at ``root`` for one model and (optionally) one training set."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        model: LoadedModel,
+        data: TrainingSet | None = None,
+        similarity: str = "pixel",
+        sscd_path: str | Path | None = None,
+        bands: Bands | None = None,
+    ):
+        self.root = Path(root)
+        self.model = model
+        self.data = data
+        self.similarity = make_similarity(similarity, sscd_path)
+        self.sscd_path = str(sscd_path) if sscd_path else None
+        self.fixed_bands = bands
+        if data is not None and (data.channels, data.size) != (model.channels, model.size):
+            raise SideError(
+                f"The training images are {data.channels}x{data.size}x{data.size} but the model makes "
+                f"{model.channels}x{model.size}x{model.size}: load the data for this model's channels and size."
+            )
+
+    def stage(self, name: str, inputs: dict) -> Stage:
+        return Stage(self.root, name, {"model": self.model.fingerprint, **inputs})
+
+    # -- 1. generation -------------------------------------------------------------------------
+    def generate(
+        self,
+        n: int,
+        seed: int = 0,
+        config: SampleConfig = SampleConfig(),
+        target: Target | None = None,
+        capture_steps: tuple[int, ...] = (),
+        progress: Callable[[SampleProgress], None] | None = None,
+        shards: range | None = None,
+    ) -> Stage:
+        """Generate ``n`` samples in shards of ``config.batch_size`` with per-shard seeds.
+
+        Existing shards are kept (an interrupted generation resumes); ``shards`` restricts this
+        call to some shard indices, so several processes can fill one run; the stage is finished
+        once every shard exists.
+        """
+        validate(self.model, config, n)
+        if target is None:
+            # Plain sampling ignores guidance settings: share one stage whatever they are.
+            config = replace(config, guidance_scale=0.0, guidance_window=None)
+        inputs = {"n": n, "seed": seed, "sample": config.key(), "target": asdict(target) if target else None}
+        if capture_steps:
+            inputs["capture_steps"] = list(capture_steps)
+        stage = self.stage("generate", inputs)
+        if stage.done:
+            return stage
+        stage.begin()
+        n_shards = -(-n // config.batch_size)
+        guide_model = None
+        if target is not None and config.guidance_scale > 0:
+            guide_model, _ = load_classifier(self.root / target.classifier, self.model.device)
+        started = time.perf_counter()
+        for i in shards if shards is not None else range(n_shards):
+            if stage.shard(i).exists():
+                continue
+            size = min(config.batch_size, n - i * config.batch_size)
+            tensors = {}
+            guidance = None
+            if target is not None:
+                if target.cls is not None:
+                    targets = torch.full((size,), target.cls, dtype=torch.long)
+                else:
+                    rng = np.random.default_rng([seed, i, 1])
+                    targets = torch.from_numpy(rng.integers(0, target.n_classes, size))
+                tensors["targets"] = targets
+                if guide_model is not None:
+                    guidance = classifier_guidance(guide_model, targets.to(self.model.device))
+            shard_progress = None
+            if progress is not None:
+
+                def shard_progress(p: SampleProgress, i: int = i) -> None:
+                    progress(replace(p, batch=i, n_batches=n_shards))
+
+            result = sample(
+                self.model,
+                size,
+                config,
+                torch.Generator().manual_seed(shard_seed(seed, i)),
+                guidance=guidance,
+                progress=shard_progress,
+                capture_steps=capture_steps,
+            )
+            tensors["images"] = result.images
+            for t, frame in result.frames.items():
+                tensors[f"frame_{t:04d}"] = frame
+            write_tensors(stage.shard(i), tensors)
+        if all(stage.shard(i).exists() for i in range(n_shards)):
+            stage.finish({"n": n, "n_shards": n_shards, "seconds": round(time.perf_counter() - started, 2)})
+        return stage
+
+    def images(self, stage: Stage) -> torch.Tensor:
+        """(N, C, H, W) float32 in [-1, 1]: a generation stage's samples, in order."""
+        return self._shard_tensor(stage, "images")
+
+    def targets(self, stage: Stage) -> torch.Tensor | None:
+        return self._shard_tensor(stage, "targets") if stage.inputs.get("target") else None
+
+    def frames(self, stage: Stage) -> dict[int, torch.Tensor]:
+        """timestep -> (N, C, H, W) predicted x0 at that step, for captured steps."""
+        shards = self._shards(stage)
+        keys = sorted(k for k in shards[0] if k.startswith("frame_"))
+        return {int(k[6:]): torch.cat([s[k] for s in shards]) for k in keys}
+
+    def _shards(self, stage: Stage) -> list[dict[str, torch.Tensor]]:
+        if not stage.done:
+            raise SideError(f"Generation {stage.path.name} is not finished: run it again to complete it.")
+        return [read_tensors(stage.shard(i)) for i in range(stage.summary()["n_shards"])]
+
+    def _shard_tensor(self, stage: Stage, key: str) -> torch.Tensor:
+        return torch.cat([s[key] for s in self._shards(stage)])
+
+    # -- 2. features, clusters, map --------------------------------------------------------------
+    def features(self, generation: Stage, feature: str = "unet") -> Stage:
+        stage = self.stage(
+            "features",
+            {
+                "generation": generation.path.name,
+                "feature": feature,
+                "sscd": self.sscd_path if feature == "sscd" else None,
+            },
+        )
+        if not stage.done:
+            stage.begin()
+            started = time.perf_counter()
+            write_array(
+                stage.file("features.npy"),
+                embed(self.images(generation), feature, self.model, self.sscd_path),
+            )
+            stage.finish({"seconds": round(time.perf_counter() - started, 2)})
+        return stage
+
+    def cluster(self, features: Stage, config: ClusterConfig) -> Stage:
+        stage = self.stage("cluster", {"features": features.path.name, **config.to_dict()})
+        if not stage.done:
+            stage.begin()
+            started = time.perf_counter()
+            f = read_array(features.file("features.npy"))
+            c = cluster(f, config)
+            for name, array in c.to_arrays().items():
+                write_array(stage.file(f"{name}.npy"), array)
+            stage.finish(
+                {
+                    "n_classes": c.n_classes,
+                    "silhouette": round(silhouette(f, c.kmeans_labels, config.seed), 4),
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
+        return stage
+
+    def clustering(self, stage: Stage) -> Clustering:
+        fields = ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")
+        return Clustering(**{k: read_array(stage.file(f"{k}.npy")) for k in fields})
+
+    def map2d(self, features: Stage, method: str = "umap", seed: int = 0) -> Stage:
+        stage = self.stage("map", {"features": features.path.name, "method": method, "seed": seed})
+        if not stage.done:
+            stage.begin()
+            started = time.perf_counter()
+            write_array(stage.file("xy.npy"), map_2d(read_array(features.file("features.npy")), method, seed))
+            stage.finish({"seconds": round(time.perf_counter() - started, 2)})
+        return stage
+
+    # -- 3. classifiers --------------------------------------------------------------------------
+    def classifier(
+        self,
+        generation: Stage,
+        clusters: Stage,
+        time_dependent: bool = True,
+        train_config: ClassifierTrainConfig = ClassifierTrainConfig(),
+        width: int = 32,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> Stage:
+        n_classes = clusters.summary()["n_classes"]
+        config = ClassifierConfig(
+            n_classes=n_classes,
+            channels=self.model.channels,
+            size=self.model.size,
+            time_dependent=time_dependent,
+            width=width,
+        )
+        stage = self.stage(
+            "classifier",
+            {
+                "generation": generation.path.name,
+                "clusters": clusters.path.name,
+                "config": config.to_dict(),
+                "train": train_config.to_dict(),
+            },
+        )
+        if not stage.done:
+            stage.begin()
+            started = time.perf_counter()
+            labels = torch.from_numpy(read_array(clusters.file("labels.npy")))
+            model, report = train_classifier(
+                self.images(generation),
+                labels,
+                self.model.scheduler,
+                config,
+                train_config,
+                device=self.model.device,
+                progress=progress,
+            )
+            save_classifier(model, report, stage.path)
+            stage.finish(
+                {
+                    "n_classes": n_classes,
+                    "seconds": round(time.perf_counter() - started, 2),
+                    **report.to_dict(),
+                }
+            )
+        return stage
+
+    # -- 4. scoring ------------------------------------------------------------------------------
+    def reference(self) -> Stage:
+        """Training-set vectors under the similarity, their nearest-neighbour similarities, bands."""
+        if self.data is None:
+            raise SideError("Scoring needs the training set: load one (e.g. 'default') for this run.")
+        inputs = {
+            "data": stage_key({"facts": self.data.facts(), "names": self.data.names}),
+            "similarity": self.similarity.to_dict(),
+            "bands": self.fixed_bands.to_dict() if self.fixed_bands else None,
+        }
+        stage = Stage(self.root, "reference", inputs)
+        if not stage.done:
+            stage.begin()
+            vectors = self.similarity.vectors(self.data.images)
+            nn_sim, nn_idx = train_nn_similarity(vectors)
+            bands = self.fixed_bands or bands_from_train(nn_sim)
+            write_tensors(stage.file("vectors.safetensors"), {"vectors": vectors})
+            write_array(stage.file("nn_similarity.npy"), nn_sim)
+            write_array(stage.file("nn_index.npy"), nn_idx)
+            stage.finish({"bands": bands.to_dict(), "n_train": len(self.data)})
+        return stage
+
+    def bands(self) -> Bands:
+        b = self.reference().summary()["bands"]
+        return Bands(tuple(b["low"]), tuple(b["mid"]), tuple(b["high"]))
+
+    def score(self, generation: Stage, k: int = 3) -> Stage:
+        """Nearest training images of every sample, and the method's AMS/UMS/p95/extracted."""
+        reference = self.reference()
+        stage = Stage(
+            self.root, "score", {"generation": generation.path.name, "reference": reference.path.name, "k": k}
+        )
+        if not stage.done:
+            stage.begin()
+            started = time.perf_counter()
+            bands = self.bands()
+            train_vectors = read_tensors(reference.file("vectors.safetensors"))["vectors"]
+            queries = self.similarity.vectors(self.images(generation))
+            result = search(queries, train_vectors, k=k, bands=bands, device=self.model.device)
+            write_array(stage.file("similarity.npy"), result.similarity)
+            write_array(stage.file("index.npy"), result.index)
+            summary = summarize(result.max_similarity, result.band_hits, bands)
+            stage.finish({**summary, "seconds": round(time.perf_counter() - started, 2)})
+        return stage
+
+    def neighbours(self, score: Stage) -> tuple[np.ndarray, np.ndarray]:
+        """(N, k) similarities (descending) and (N, k) training indices of a scored generation."""
+        return read_array(score.file("similarity.npy")), read_array(score.file("index.npy"))
+
+
+def extract(
+    run: Run,
+    config: ExtractionConfig,
+    methods: tuple[str, ...] = METHODS,
+    say: Callable[[str], None] = log.info,
+    sample_progress: Callable[[SampleProgress], None] | None = None,
+) -> dict:
+    """Run the given methods at equal N_G with the same sampler and seeds; return the report.
+
+    Report shape (stable; scripts read it): ``{"model", "data", "similarity": {name, preprocessing,
+    bands}, "methods": {method: {n_generated, ams, ums, p95, extracted, seconds}}, ...}``.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SideError(f"Unknown method(s) {sorted(unknown)}: use {', '.join(METHODS)}.")
+    if config.n_samples < 1:
+        raise SideError(f"N_G = {config.n_samples}: the number of samples per method must be at least 1.")
+    report: dict = {
+        "model": run.model.facts(),
+        "data": run.data.facts() if run.data else None,
+        "similarity": {**run.similarity.to_dict(), "bands": run.bands().to_dict()},
+        "config": config.to_dict(),
+        "methods": {},
+    }
+    shared_seconds: dict[str, float] = {}
+    classifiers: dict[str, Stage] = {}
+    if {"cond", "side"} & set(methods):
+        say(f"generating {config.n_syn} plain samples to cluster")
+        syn = run.generate(
+            config.n_syn,
+            config.seed + 1,
+            replace(config.sample, guidance_scale=0.0),
+            progress=sample_progress,
+        )
+        say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, tau={config.cluster.tau})")
+        features = run.features(syn, config.cluster.feature)
+        clusters = run.cluster(features, config.cluster)
+        shared_seconds = {
+            name: s.summary()["seconds"]
+            for name, s in (("synthetic", syn), ("features", features), ("cluster", clusters))
+        }
+        report["clusters"] = {k: clusters.summary()[k] for k in ("n_classes", "silhouette")}
+        report["classifiers"] = {}
+        for method in ("cond", "side"):
+            if method in methods:
+                say(
+                    f"training the {'time-dependent' if method == 'side' else 'time-blind'} classifier ({config.classifier_train.steps} steps)"
+                )
+                classifiers[method] = run.classifier(
+                    syn,
+                    clusters,
+                    time_dependent=method == "side",
+                    train_config=config.classifier_train,
+                    width=config.classifier_width,
+                )
+                summary = classifiers[method].summary()
+                report["classifiers"][method] = {
+                    k: summary[k] for k in ("quartiles", "accuracy", "clean_accuracy", "chance")
+                }
+    for method in methods:
+        target = None
+        if method != "uncond":
+            stage = classifiers[method]
+            target = Target(stage.path.name, stage.summary()["n_classes"])
+        say(f"{method}: generating {config.n_samples} samples")
+        generation = run.generate(config.n_samples, config.seed, config.sample, target, progress=sample_progress)
+        score = run.score(generation)
+        row = {k: v for k, v in score.summary().items() if k != "seconds"}
+        seconds = dict(shared_seconds) if method != "uncond" else {}
+        if method in classifiers:
+            seconds["classifier"] = classifiers[method].summary()["seconds"]
+        seconds["generate"] = generation.summary()["seconds"]
+        seconds["score"] = score.summary()["seconds"]
+        row["seconds"] = seconds
+        row["generation"] = generation.path.name
+        row["score"] = score.path.name
+        report["methods"][method] = row
+        say(
+            f"{method}: AMS high {row['ams']['high']:.1f}%  UMS high {row['ums']['high']:.1f}%  distinct {len(row['extracted'])}"
+        )
+    return report
+
+
+def best_extractions(
+    run: Run, generation: Stage, score: Stage, n: int = 8
+) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """The ``n`` samples closest to distinct training images, best first.
+
+    Returns (generated (n, C, H, W), training (n, C, H, W), similarity (n,), training index (n,)).
+    """
+    sims, idx = run.neighbours(score)
+    order = np.argsort(-sims[:, 0], kind="stable")
+    chosen, seen = [], set()
+    for i in order:
+        if idx[i, 0] not in seen:
+            seen.add(idx[i, 0])
+            chosen.append(i)
+        if len(chosen) == n:
+            break
+    chosen = np.array(chosen, dtype=np.int64)
+    train_idx = idx[chosen, 0]
+    return run.images(generation)[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx

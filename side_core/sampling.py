@@ -1,0 +1,162 @@
+"""The one denoising loop, plain or guided.
+
+Notation (SIDE.md step 6; diffusers' DDIM/DDPM schedulers do the update itself):
+    x_t          the noisy batch at timestep t                 (N, C, H, W) float32
+    eps_pred     eps_theta(x_t, t), the UNet's noise prediction
+    alpha_bar_t  scheduler.alphas_cumprod[t]
+    grad         grad_{x_t} log p(y | x_t, t), from the guidance callable
+    eps_hat      eps_pred - guidance_scale * sqrt(1 - alpha_bar_t) * grad
+    x0_pred      the scheduler's estimate of the clean image at this step
+
+Guidance is a plain callable ``(x_t, t) -> grad``; the loop never knows what a classifier is.
+With ``guidance_scale == 0`` (or no callable) the loop takes exactly the unguided path, so the
+same generator gives bit-identical samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from side_core.config import SampleConfig
+from side_core.errors import SideError
+from side_core.models import LoadedModel
+
+GuidanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SampleProgress:
+    """Reported after every denoising step of every batch."""
+
+    batch: int  # index of the batch being sampled
+    n_batches: int
+    step: int  # 1-based step within the batch
+    n_steps: int
+    t: int  # the timestep just denoised
+    x0_pred: torch.Tensor  # (B, C, H, W) current estimate of the clean batch, in [-1, 1]
+
+
+@dataclass
+class SampleResult:
+    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1], on the CPU
+    # timestep -> (N, C, H, W) predicted x0 at that step, for the steps asked for in capture_steps
+    frames: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def make_scheduler(model: LoadedModel, config: SampleConfig) -> DDIMScheduler | DDPMScheduler:
+    """A fresh sampling scheduler built from the model's own training schedule."""
+    if config.sampler == "ddim":
+        scheduler = DDIMScheduler.from_config(model.scheduler.config)
+    elif config.sampler == "ddpm":
+        scheduler = DDPMScheduler.from_config(model.scheduler.config)
+    else:
+        raise SideError(f"Unknown sampler '{config.sampler}': use 'ddim' or 'ddpm'.")
+    scheduler.set_timesteps(config.num_steps)
+    return scheduler
+
+
+def validate(model: LoadedModel, config: SampleConfig, n: int) -> None:
+    t_max = model.scheduler.config.num_train_timesteps - 1
+    if n < 1:
+        raise SideError(f"The number of samples must be at least 1 (got {n}).")
+    if config.num_steps < 1 or config.num_steps > t_max + 1:
+        raise SideError(f"Sampler steps must be in [1, {t_max + 1}] (got {config.num_steps}).")
+    if config.batch_size < 1:
+        raise SideError(f"Batch size must be at least 1 (got {config.batch_size}).")
+    if config.guidance_scale < 0:
+        raise SideError(f"Guidance scale must be >= 0 (got {config.guidance_scale}); 0 is plain sampling.")
+    if config.guidance_window is not None:
+        t_low, t_high = config.guidance_window
+        if not 0 <= t_low <= t_high <= t_max:
+            raise SideError(
+                f"Guidance window [{t_low}, {t_high}] is outside the schedule: use 0 <= t_low <= t_high <= {t_max}."
+            )
+
+
+def sample(
+    model: LoadedModel,
+    n: int,
+    config: SampleConfig = SampleConfig(),
+    generator: torch.Generator | None = None,
+    guidance: GuidanceFn | None = None,
+    progress: Callable[[SampleProgress], None] | None = None,
+    capture_steps: Sequence[int] = (),
+) -> SampleResult:
+    """Draw ``n`` samples in batches of ``config.batch_size``.
+
+    ``guidance`` is a callable ``(x_t, t) -> grad log p(y | x_t, t)`` for the current batch; to aim
+    batches at different targets, call this once per batch. ``capture_steps`` are 1-based step indices whose
+    x0_pred is returned in ``SampleResult.frames`` (keyed by timestep), e.g. to replay how a sample
+    forms. Initial noise comes from ``generator`` (a CPU generator by default), batch by batch.
+    """
+    validate(model, config, n)
+    guided = guidance is not None and config.guidance_scale > 0
+    device, dtype = model.device, model.unet.dtype
+    shape = (model.channels, model.size, model.size)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    n_batches = -(-n // config.batch_size)
+    images, frames = [], {}
+    for b in range(n_batches):
+        size = min(config.batch_size, n - b * config.batch_size)
+        # Draw on the generator's device, then move: identical noise on CPU and CUDA.
+        x_t = torch.randn((size, *shape), generator=generator, device=generator.device).to(device, dtype)
+        scheduler = make_scheduler(model, config)
+        batch_frames = _denoise(
+            model,
+            scheduler,
+            x_t,
+            config,
+            guidance if guided else None,
+            generator,
+            b,
+            n_batches,
+            progress,
+            capture_steps,
+        )
+        images.append(batch_frames.pop(None))
+        for t, x0 in batch_frames.items():
+            frames.setdefault(t, []).append(x0)
+    return SampleResult(torch.cat(images), {t: torch.cat(v) for t, v in frames.items()})
+
+
+def _denoise(
+    model: LoadedModel,
+    scheduler: DDIMScheduler | DDPMScheduler,
+    x_t: torch.Tensor,
+    config: SampleConfig,
+    guidance: GuidanceFn | None,
+    generator: torch.Generator,
+    batch: int,
+    n_batches: int,
+    progress: Callable[[SampleProgress], None] | None,
+    capture_steps: Sequence[int],
+) -> dict[int | None, torch.Tensor]:
+    """Denoise one batch; return {None: final x0} plus {t: x0_pred} for the captured steps."""
+    alphas_cumprod = scheduler.alphas_cumprod.to(x_t.device)
+    window = config.guidance_window
+    extra = {"eta": config.eta} if isinstance(scheduler, DDIMScheduler) else {}
+    out: dict[int | None, torch.Tensor] = {}
+    n_steps = len(scheduler.timesteps)
+    for i, t in enumerate(scheduler.timesteps, start=1):
+        t_int = int(t)
+        # 1. predict the noise
+        with torch.no_grad():
+            eps_pred = model.unet(x_t, t).sample
+        # 2. classifier guidance: shift eps along grad log p(y | x_t, t), inside the window only
+        if guidance is not None and (window is None or window[0] <= t_int <= window[1]):
+            grad = guidance(x_t, torch.full((len(x_t),), t_int, device=x_t.device))
+            eps_pred = eps_pred - config.guidance_scale * (1 - alphas_cumprod[t_int]).sqrt() * grad
+        # 3. the ordinary scheduler step x_t -> x_{t-1}
+        step = scheduler.step(eps_pred, t, x_t, generator=generator, **extra)
+        x_t = step.prev_sample
+        x0_pred = step.pred_original_sample
+        if i in capture_steps:
+            out[t_int] = x0_pred.detach().float().cpu()
+        if progress is not None:
+            progress(SampleProgress(batch, n_batches, i, n_steps, t_int, x0_pred))
+    out[None] = x_t.detach().float().clamp(-1, 1).cpu()
+    return out
