@@ -67,7 +67,7 @@ def _run_train(args: argparse.Namespace) -> None:
     print(folder)
 
 
-def _add_extraction_flags(p: argparse.ArgumentParser) -> None:
+def _add_extraction_flags(p: argparse.ArgumentParser, report: bool = True) -> None:
     from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
 
     d, c, t, s = (
@@ -92,8 +92,11 @@ def _add_extraction_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="keep the first N training images (e.g. 40 for the faces40 model)",
     )
-    p.add_argument("--out", required=True, help="report folder (report.json, report.md, extractions.png)")
-    p.add_argument("--store", default=None, help="run store folder (default OUT/store); finished stages are reused")
+    if report:
+        p.add_argument("--out", required=True, help="report folder (report.json, report.md, extractions.png)")
+        p.add_argument("--store", default=None, help="run store folder (default OUT/store); finished stages are reused")
+    else:
+        p.add_argument("--store", required=True, help="run store folder; finished stages are reused")
     p.add_argument(
         "--n-samples", type=int, default=d.n_samples, help=f"N_G, samples per method (default {d.n_samples})"
     )
@@ -180,23 +183,34 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_extraction, method=None)
 
 
-def _run_extraction(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="precompute the app's first screen (samples, clusters, maps, classifiers)",
+        description="Run the surrogate stages (plain samples, features, clusters, UMAP and PCA maps, both "
+        "classifiers, scores of the plain samples) into a run store, so the app opens with nothing to wait "
+        "for. This is how assets/store was made.",
+    )
+    _add_extraction_flags(p, report=False)
+    p.set_defaults(func=_run_prepare)
 
-    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+
+def _open_run(args: argparse.Namespace, store):
     from side_core.data import load_training_set
     from side_core.metrics import Bands
     from side_core.models import load_model
-    from side_core.pipeline import METHODS, Run, best_extractions, extract
-    from side_core.report import markdown_table, write_report
-    from side_core.store import Stage
+    from side_core.pipeline import Run
 
     model = load_model(args.model, args.device)
     data = load_training_set(args.data, model.channels, model.size, args.n_data)
     bands = Bands.from_thresholds(*args.bands) if args.bands else None
-    out = Path(args.out)
-    run = Run(args.store or out / "store", model, data, args.similarity, args.sscd, bands)
-    config = ExtractionConfig(
+    return Run(store, model, data, args.similarity, args.sscd, bands)
+
+
+def _extraction_config(args: argparse.Namespace):
+    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+
+    return ExtractionConfig(
         n_samples=args.n_samples,
         n_syn=args.n_syn,
         cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, seed=args.seed),
@@ -210,6 +224,24 @@ def _run_extraction(args: argparse.Namespace) -> None:
         ),
         seed=args.seed,
     )
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    from side_core.pipeline import prepare
+
+    prepare(_open_run(args, args.store), _extraction_config(args))
+
+
+def _run_extraction(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from side_core.pipeline import METHODS, best_extractions, extract
+    from side_core.report import markdown_table, write_report
+    from side_core.store import Stage
+
+    out = Path(args.out)
+    run = _open_run(args, args.store or out / "store")
+    config = _extraction_config(args)
     methods = (args.method,) if args.method else METHODS
 
     def sample_progress(p) -> None:
@@ -237,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_extract(sub)
     _add_compare(sub)
+    _add_prepare(sub)
     return parser
 
 

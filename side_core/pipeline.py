@@ -72,8 +72,12 @@ class Run:
         similarity: str = "pixel",
         sscd_path: str | Path | None = None,
         bands: Bands | None = None,
+        read_only_roots: tuple[str | Path, ...] = (),
     ):
         self.root = Path(root)
+        # Finished stages found here are used in place (e.g. the precomputed run in assets/);
+        # anything new is written under root.
+        self.read_only_roots = tuple(Path(r) for r in read_only_roots)
         self.model = model
         self.data = data
         self.similarity = make_similarity(similarity, sscd_path)
@@ -85,8 +89,22 @@ class Run:
                 f"{model.channels}x{model.size}x{model.size}: load the data for this model's channels and size."
             )
 
-    def stage(self, name: str, inputs: dict) -> Stage:
-        return Stage(self.root, name, {"model": self.model.fingerprint, **inputs})
+    def stage(self, name: str, inputs: dict, model_specific: bool = True) -> Stage:
+        """The stage for these inputs: finished in a read-only root, or (new or finished) under root."""
+        if model_specific:
+            inputs = {"model": self.model.fingerprint, **inputs}
+        for root in self.read_only_roots:
+            stage = Stage(root, name, inputs)
+            if stage.done:
+                return stage
+        return Stage(self.root, name, inputs)
+
+    def find(self, stage_name: str) -> Stage:
+        """Reopen a stage by its folder name (as stored in reports and targets)."""
+        for root in (self.root, *self.read_only_roots):
+            if (root / stage_name / "inputs.json").exists():
+                return Stage.open(root / stage_name)
+        raise SideError(f"Stage {stage_name} is not in {self.root}: run the stage that makes it first.")
 
     # -- 1. generation -------------------------------------------------------------------------
     def generate(
@@ -119,7 +137,7 @@ class Run:
         n_shards = -(-n // config.batch_size)
         guide_model = None
         if target is not None and config.guidance_scale > 0:
-            guide_model, _ = load_classifier(self.root / target.classifier, self.model.device)
+            guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device)
         started = time.perf_counter()
         for i in shards if shards is not None else range(n_shards):
             if stage.shard(i).exists():
@@ -291,7 +309,7 @@ class Run:
             "similarity": self.similarity.to_dict(),
             "bands": self.fixed_bands.to_dict() if self.fixed_bands else None,
         }
-        stage = Stage(self.root, "reference", inputs)
+        stage = self.stage("reference", inputs, model_specific=False)
         if not stage.done:
             stage.begin()
             vectors = self.similarity.vectors(self.data.images)
@@ -310,8 +328,10 @@ class Run:
     def score(self, generation: Stage, k: int = 3) -> Stage:
         """Nearest training images of every sample, and the method's AMS/UMS/p95/extracted."""
         reference = self.reference()
-        stage = Stage(
-            self.root, "score", {"generation": generation.path.name, "reference": reference.path.name, "k": k}
+        stage = self.stage(
+            "score",
+            {"generation": generation.path.name, "reference": reference.path.name, "k": k},
+            model_specific=False,
         )
         if not stage.done:
             stage.begin()
@@ -329,6 +349,51 @@ class Run:
     def neighbours(self, score: Stage) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) similarities (descending) and (N, k) training indices of a scored generation."""
         return read_array(score.file("similarity.npy")), read_array(score.file("index.npy"))
+
+
+@dataclass
+class Surrogate:
+    """The surrogate-condition stages: plain samples, their features and clusters, classifiers."""
+
+    synthetic: Stage
+    features: Stage
+    clusters: Stage
+    classifiers: dict[str, Stage]  # method ("side": time-dependent, "cond": time-blind) -> stage
+
+    def target(self, method: str, cls: int | None = None) -> Target:
+        stage = self.classifiers[method]
+        return Target(stage.path.name, stage.summary()["n_classes"], cls)
+
+
+def build_surrogate(
+    run: Run,
+    config: ExtractionConfig,
+    methods: tuple[str, ...] = ("side",),
+    say: Callable[[str], None] = log.info,
+    sample_progress: Callable[[SampleProgress], None] | None = None,
+    classifier_progress: Callable[[int, int, float], None] | None = None,
+) -> Surrogate:
+    """SIDE steps 1-5: generate N_syn plain samples, embed, cluster, train the classifiers."""
+    say(f"generating {config.n_syn} plain samples to cluster")
+    plain = replace(config.sample, guidance_scale=0.0)
+    synthetic = run.generate(config.n_syn, config.seed + 1, plain, progress=sample_progress)
+    say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, tau={config.cluster.tau})")
+    features = run.features(synthetic, config.cluster.feature)
+    clusters = run.cluster(features, config.cluster)
+    classifiers = {}
+    for method in ("side", "cond"):
+        if method in methods:
+            kind = "time-dependent" if method == "side" else "time-blind"
+            say(f"training the {kind} classifier ({config.classifier_train.steps} steps)")
+            classifiers[method] = run.classifier(
+                synthetic,
+                clusters,
+                time_dependent=method == "side",
+                train_config=config.classifier_train,
+                width=config.classifier_width,
+                progress=classifier_progress,
+            )
+    return Surrogate(synthetic, features, clusters, classifiers)
 
 
 def extract(
@@ -355,63 +420,62 @@ def extract(
         "config": config.to_dict(),
         "methods": {},
     }
+    surrogate = None
     shared_seconds: dict[str, float] = {}
-    classifiers: dict[str, Stage] = {}
-    if {"cond", "side"} & set(methods):
-        say(f"generating {config.n_syn} plain samples to cluster")
-        syn = run.generate(
-            config.n_syn,
-            config.seed + 1,
-            replace(config.sample, guidance_scale=0.0),
-            progress=sample_progress,
-        )
-        say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, tau={config.cluster.tau})")
-        features = run.features(syn, config.cluster.feature)
-        clusters = run.cluster(features, config.cluster)
+    guided = tuple(m for m in methods if m != "uncond")
+    if guided:
+        surrogate = build_surrogate(run, config, guided, say, sample_progress)
         shared_seconds = {
-            name: s.summary()["seconds"]
-            for name, s in (("synthetic", syn), ("features", features), ("cluster", clusters))
+            name: getattr(surrogate, name).summary()["seconds"] for name in ("synthetic", "features", "clusters")
         }
-        report["clusters"] = {k: clusters.summary()[k] for k in ("n_classes", "silhouette")}
-        report["classifiers"] = {}
-        for method in ("cond", "side"):
-            if method in methods:
-                say(
-                    f"training the {'time-dependent' if method == 'side' else 'time-blind'} classifier ({config.classifier_train.steps} steps)"
-                )
-                classifiers[method] = run.classifier(
-                    syn,
-                    clusters,
-                    time_dependent=method == "side",
-                    train_config=config.classifier_train,
-                    width=config.classifier_width,
-                )
-                summary = classifiers[method].summary()
-                report["classifiers"][method] = {
-                    k: summary[k] for k in ("quartiles", "accuracy", "clean_accuracy", "chance")
-                }
+        report["clusters"] = {k: surrogate.clusters.summary()[k] for k in ("n_classes", "silhouette")}
+        report["classifiers"] = {
+            m: {k: stage.summary()[k] for k in ("quartiles", "accuracy", "clean_accuracy", "chance")}
+            for m, stage in surrogate.classifiers.items()
+        }
     for method in methods:
-        target = None
-        if method != "uncond":
-            stage = classifiers[method]
-            target = Target(stage.path.name, stage.summary()["n_classes"])
+        target = surrogate.target(method) if method != "uncond" else None
         say(f"{method}: generating {config.n_samples} samples")
         generation = run.generate(config.n_samples, config.seed, config.sample, target, progress=sample_progress)
         score = run.score(generation)
         row = {k: v for k, v in score.summary().items() if k != "seconds"}
-        seconds = dict(shared_seconds) if method != "uncond" else {}
-        if method in classifiers:
-            seconds["classifier"] = classifiers[method].summary()["seconds"]
+        seconds = dict(shared_seconds) if target else {}
+        if target:
+            seconds["classifier"] = surrogate.classifiers[method].summary()["seconds"]
         seconds["generate"] = generation.summary()["seconds"]
         seconds["score"] = score.summary()["seconds"]
-        row["seconds"] = seconds
-        row["generation"] = generation.path.name
-        row["score"] = score.path.name
+        row.update(seconds=seconds, generation=generation.path.name, score=score.path.name)
         report["methods"][method] = row
         say(
-            f"{method}: AMS high {row['ams']['high']:.1f}%  UMS high {row['ums']['high']:.1f}%  distinct {len(row['extracted'])}"
+            f"{method}: AMS high {row['ams']['high']:.1f}%  UMS high {row['ums']['high']:.1f}%  "
+            f"distinct {len(row['extracted'])}"
         )
     return report
+
+
+def guidance_sweep(
+    run: Run,
+    config: ExtractionConfig,
+    scales: tuple[float, ...],
+    method: str = "side",
+    say: Callable[[str], None] = log.info,
+) -> list[dict]:
+    """Extraction at each guidance scale (same N_G, seeds and targets); one summary row per scale."""
+    surrogate = build_surrogate(run, config, (method,), say)
+    rows = []
+    for scale in scales:
+        sample_config = replace(config.sample, guidance_scale=float(scale))
+        generation = run.generate(config.n_samples, config.seed, sample_config, surrogate.target(method))
+        summary = run.score(generation).summary()
+        rows.append(
+            {
+                "scale": float(scale),
+                **{k: summary[k] for k in ("ams", "ums", "p95")},
+                "distinct": len(summary["extracted"]),
+            }
+        )
+        say(f"scale {scale}: AMS high {summary['ams']['high']:.1f}%, distinct {rows[-1]['distinct']}")
+    return rows
 
 
 def best_extractions(
@@ -433,3 +497,16 @@ def best_extractions(
     chosen = np.array(chosen, dtype=np.int64)
     train_idx = idx[chosen, 0]
     return run.images(generation)[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx
+
+
+def prepare(run: Run, config: ExtractionConfig, say: Callable[[str], None] = log.info) -> Surrogate:
+    """Everything the app shows before the first click: surrogate stages for both guided methods,
+    the 2-D maps (UMAP and PCA), and the scores of the synthetic samples."""
+    surrogate = build_surrogate(run, config, ("side", "cond"), say)
+    for method in ("pca", "umap"):
+        say(f"{method} map of the features")
+        run.map2d(surrogate.features, method, config.seed)
+    if run.data is not None:
+        say("scoring the synthetic samples against the training set")
+        run.score(surrogate.synthetic)
+    return surrogate
