@@ -99,6 +99,6 @@ def map_2d(features: np.ndarray, method: str = "umap", seed: int = 0) -> np.ndar
         import umap  # imported late: about 30 s cold
 
         n_neighbors = max(2, min(15, len(z) - 1))
-        reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine", random_state=seed)
+        reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine", random_state=seed, n_jobs=1)
         return reducer.fit_transform(z).astype(np.float32)
     raise SideError(f"Unknown map method '{method}': use 'umap' or 'pca'.")

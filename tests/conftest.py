@@ -59,3 +59,30 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_data_dir(tmp_path_factory):
     """Twelve 8x8 grayscale PNGs."""
     return write_images(tmp_path_factory.mktemp("data") / "faces", 12)
+
+
+def bright_and_dark(n: int = 32, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes anyone can tell apart: 0 bright (mean +0.5), 1 dark (mean -0.5), in [-1, 1]."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(n) % 2
+    x0 = (0.5 - labels.float())[:, None, None, None] + 0.2 * torch.randn(n, 1, size, size, generator=g)
+    return x0.clamp(-1, 1), labels
+
+
+@pytest.fixture(scope="session")
+def bright_dark_model_dir(tmp_path_factory):
+    """A tiny DDPM really trained (300 steps, ~10 s) on bright and dark images, so its samples
+    fall into the two classes and guidance has something to choose between."""
+    from side_core.config import TrainConfig, UNetConfig
+    from side_core.data import TrainingSet
+    from side_core.train import train_ddpm
+
+    x0, _ = bright_and_dark()
+    data = TrainingSet(x0, [f"img{i}" for i in range(len(x0))], "bright and dark")
+    config = TrainConfig(
+        unet=UNetConfig(sample_size=8, channels=1, block_out_channels=(8, 16), norm_num_groups=4),
+        num_train_timesteps=100,
+        max_steps=300,
+        checkpoint_every=300,
+    )
+    return train_ddpm(data, tmp_path_factory.mktemp("bright_dark"), config)

@@ -1,0 +1,96 @@
+"""The surrogate classifier: training on noised inputs, per-quartile accuracy, save/reload, and
+guidance that moves samples toward the chosen class."""
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import bright_and_dark
+
+from side_core.classifier import (
+    SurrogateClassifier,
+    classifier_guidance,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
+from side_core.errors import SideError
+from side_core.models import load_model
+from side_core.sampling import sample
+
+
+@pytest.fixture(scope="module")
+def model(bright_dark_model_dir):
+    return load_model(bright_dark_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(model):
+    x0, labels = bright_and_dark()
+    config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2)
+    return train_classifier(x0, labels, model.scheduler, config, ClassifierTrainConfig(steps=150, batch_size=32))
+
+
+def share_of_class(classifier, images: torch.Tensor, cls: int) -> float:
+    with torch.no_grad():
+        predicted = classifier(images, torch.zeros(len(images), dtype=torch.long)).argmax(1)
+    return (predicted == cls).float().mean().item()
+
+
+def test_accuracy_is_reported_per_timestep_quartile(trained):
+    _, report = trained
+    assert report.quartiles == [(0, 24), (25, 49), (50, 74), (75, 99)]
+    assert report.clean_accuracy == 1.0
+    assert report.accuracy[0] > 0.9  # little noise: easy
+    assert report.chance == 0.5
+    assert report.loss_history and report.loss_history[-1][1] < report.loss_history[0][1]
+
+
+def test_guidance_moves_samples_toward_the_class(model, trained):
+    classifier, _ = trained
+    config = SampleConfig(num_steps=10, batch_size=32)
+    guided_config = dataclasses.replace(config, guidance_scale=20.0)
+    plain = sample(model, 32, config, torch.Generator().manual_seed(0)).images
+    for cls in (0, 1):
+        guidance = classifier_guidance(classifier, cls)
+        guided = sample(model, 32, guided_config, torch.Generator().manual_seed(0), guidance).images
+        assert share_of_class(classifier, guided, cls) > share_of_class(classifier, plain, cls) + 0.1
+
+
+def test_guidance_of_one_sample_does_not_depend_on_its_batch(trained):
+    """GroupNorm, not BatchNorm: a sample's gradient is the same alone or in a batch."""
+    classifier, _ = trained
+    x = torch.randn(4, 1, 8, 8)
+    t = torch.full((4,), 50)
+    grad = classifier_guidance(classifier, 1)
+    torch.testing.assert_close(grad(x, t)[:1], grad(x[:1], t[:1]), rtol=1e-4, atol=1e-6)
+
+
+def test_save_and_reload(tmp_path, trained):
+    classifier, report = trained
+    save_classifier(classifier, report, tmp_path / "clf")
+    loaded, meta = load_classifier(tmp_path / "clf")
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([0, 40, 90])
+    torch.testing.assert_close(loaded(x, t), classifier(x, t))
+    assert meta["clean_accuracy"] == report.clean_accuracy
+    assert loaded.config == classifier.config
+
+
+def test_time_blind_classifier_ignores_t(model):
+    x0, labels = bright_and_dark(32)
+    config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2, time_dependent=False)
+    classifier, _ = train_classifier(x0, labels, model.scheduler, config, ClassifierTrainConfig(steps=20, batch_size=16))
+    x = torch.randn(2, 1, 8, 8)
+    torch.testing.assert_close(classifier(x, torch.tensor([0, 0])), classifier(x, torch.tensor([99, 5])))
+
+
+def test_any_channels_and_size():
+    classifier = SurrogateClassifier(ClassifierConfig(n_classes=5, channels=3, size=64))
+    assert classifier(torch.randn(2, 3, 64, 64), torch.tensor([1, 2])).shape == (2, 5)
+
+
+def test_one_class_is_an_error(model):
+    x0, labels = bright_and_dark(8)
+    with pytest.raises(SideError, match="at least 2 classes"):
+        train_classifier(x0, labels, model.scheduler, ClassifierConfig(n_classes=1, size=8))

@@ -1,0 +1,113 @@
+"""End to end through the CLI on a tiny trained model: compare, extract, prepare, bad input."""
+
+import argparse
+import json
+import re
+
+import pytest
+from conftest import bright_and_dark
+from PIL import Image
+
+from side_core.cli import build_parser, main
+from side_core.images import to_uint8
+
+TINY = ["--n-syn", "32", "--k", "3", "--tau", "0", "--classifier-steps", "30", "--steps", "4", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The bright/dark model's own training images, as PNG files."""
+    folder = tmp_path_factory.mktemp("bright_dark_png")
+    for i, image in enumerate(to_uint8(bright_and_dark()[0])):
+        Image.fromarray(image.squeeze(-1), "L").save(folder / f"{i:02d}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def compared(bright_dark_model_dir, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--n-samples", "24"]
+    assert main([*args, *TINY, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_compare_writes_the_stable_report(compared):
+    report = json.loads((compared / "report.json").read_text())
+    assert {"model", "data", "similarity", "methods"} <= set(report)
+    assert {"name", "preprocessing", "bands"} <= set(report["similarity"])
+    assert list(report["methods"]) == ["uncond", "cond", "side"]
+    for m in report["methods"].values():
+        assert m["n_generated"] == 24
+        assert set(m["ams"]) == set(m["ums"]) == {"low", "mid", "high"}
+        assert all(0 <= v <= 100 for v in m["ams"].values())
+        assert m["extracted"] == sorted(set(m["extracted"]))
+        assert 0 <= m["p95"] <= 1
+        assert "generate" in m["seconds"] and "score" in m["seconds"]
+    assert "classifier" in report["methods"]["side"]["seconds"]
+    assert len(report["classifiers"]["side"]["accuracy"]) == 4
+    table = (compared / "report.md").read_text()
+    assert "| side | 24 |" in table and "python -m side_core compare" in table
+    assert Image.open(compared / "extractions.png").size[0] > 100
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_stage(compared, bright_dark_model_dir, data_dir, caplog):
+    caplog.set_level("INFO")
+    before = sorted(p.name for p in (compared / "store").iterdir())
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--n-samples", "24"]
+    assert main([*args, *TINY, "--out", str(compared)]) == 0
+    assert sorted(p.name for p in (compared / "store").iterdir()) == before
+    assert "batch 1/" not in caplog.text  # nothing was sampled again
+
+
+@pytest.mark.slow
+def test_extract_one_method_and_prepare(bright_dark_model_dir, data_dir, tmp_path):
+    args = ["--model", str(bright_dark_model_dir), "--data", str(data_dir), *TINY]
+    assert main(["extract", "--method", "side", "--n-samples", "16", "--out", str(tmp_path / "x"), *args]) == 0
+    report = json.loads((tmp_path / "x" / "report.json").read_text())
+    assert list(report["methods"]) == ["side"]
+    assert main(["prepare", "--store", str(tmp_path / "store"), "--n-samples", "16", *args]) == 0
+    names = {p.name.split("-")[0] for p in (tmp_path / "store").iterdir()}
+    assert {"generate", "features", "cluster", "map", "classifier", "reference", "score"} <= names
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--k", "500"], "K = 500 clusters for 32 samples"),
+        (["--tau", "1.5"], "outside \\[0, 1\\]"),
+        (["--guidance-scale", "-1"], "Guidance scale must be >= 0"),
+        (["--guidance-window", "0", "5000"], "outside the schedule"),
+        (["--n-samples", "0"], "at least 1"),
+    ],
+)
+def test_bad_parameters_fail_cleanly_and_damage_nothing(
+    flags, message, bright_dark_model_dir, data_dir, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"kept": true}')
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--out", str(out)]
+    assert main([*args, *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(message, err), err
+    assert (out / "report.json").read_text() == '{"kept": true}'
+
+
+def test_model_and_data_that_do_not_match(tiny_model_dir, tmp_path, capsys):
+    from conftest import write_images
+
+    small = write_images(tmp_path / "small", 3, size=4)
+    assert main(["compare", "--model", str(tiny_model_dir), "--data", str(small), "--out", str(tmp_path / "o")]) == 2
+    assert "upscaling" in capsys.readouterr().err
+
+
+def test_every_subcommand_explains_every_flag():
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subcommands.choices) == {"train", "extract", "compare", "prepare"}
+    for name, sub in subcommands.choices.items():
+        assert sub.description, name
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings} has no help"
