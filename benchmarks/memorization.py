@@ -1,6 +1,6 @@
 """How memorized is a model? Plain-sampling extraction for each checkpoint of a training run.
 
-    python benchmarks/memorization.py --train-dir runs/faces100 --n-data 100 --n-samples 128
+    python -m benchmarks.memorization --train-dir runs/faces100 --n-data 100 --n-samples 128
 
 Prints, per checkpoint, the share of samples in each band and the number of distinct training
 images copied (high band), and writes them to benchmarks/results/memorization-<name>.json.

@@ -94,6 +94,19 @@ def p95(max_similarity: np.ndarray) -> float:
     return float(np.percentile(np.asarray(max_similarity), 95))
 
 
+def distinct_curve(first_hit: np.ndarray, n_generated: int) -> np.ndarray:
+    """(n_generated,) int64: distinct training images hit by the first 1, 2, ... samples, from the
+    (M,) index of the first sample hitting each training image (-1: never)."""
+    first_hit = np.asarray(first_hit)
+    return np.cumsum(np.bincount(first_hit[first_hit >= 0], minlength=n_generated)[:n_generated])
+
+
+def samples_to_k(curve: np.ndarray, k: int) -> int | None:
+    """The number of samples after which ``k`` distinct training images are hit (None: never)."""
+    reached = np.flatnonzero(np.asarray(curve) >= k)
+    return int(reached[0]) + 1 if len(reached) else None
+
+
 def summarize(max_similarity: np.ndarray, band_hits: dict[str, np.ndarray], bands: Bands) -> dict:
     """One method's row of the report: n_generated, ams, ums, p95, extracted (high band)."""
     n = len(max_similarity)

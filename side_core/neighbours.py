@@ -57,11 +57,17 @@ def make_similarity(name: str = "pixel", sscd_path: str | Path | None = None) ->
 class NeighbourResult:
     similarity: np.ndarray  # (N, k) float32, descending
     index: np.ndarray  # (N, k) int64 training indices
-    band_hits: dict[str, np.ndarray]  # band -> (M,) bool: some query lies in the band with it
+    # band -> (M,) int64: index of the first query in the band with each training image, -1 if none
+    first_hit: dict[str, np.ndarray]
 
     @property
     def max_similarity(self) -> np.ndarray:
         return self.similarity[:, 0]
+
+    @property
+    def band_hits(self) -> dict[str, np.ndarray]:
+        """band -> (M,) bool: some query lies in the band with this training image."""
+        return {name: first >= 0 for name, first in self.first_hit.items()}
 
 
 def search(
@@ -78,8 +84,9 @@ def search(
     device = torch.device(device) if device is not None else queries.device
     k = min(k, len(train))
     train = train.to(device)
-    hits = {
-        name: torch.zeros(len(train), dtype=torch.bool, device=device) for name, _ in (bands.items() if bands else [])
+    first_hit = {
+        name: torch.full((len(train),), -1, dtype=torch.long, device=device)
+        for name, _ in (bands.items() if bands else [])
     }
     sims, idxs = [], []
     for start in range(0, len(queries), chunk):
@@ -88,11 +95,15 @@ def search(
         sims.append(top.values.cpu())
         idxs.append(top.indices.cpu())
         for name, band in bands.items() if bands else []:
-            hits[name] |= in_band(s, band).any(dim=0)
+            inside = in_band(s, band)
+            # argmax of a bool column is its first True; keep only images not hit by earlier chunks
+            first_here = inside.to(torch.uint8).argmax(dim=0) + start
+            new = inside.any(dim=0) & (first_hit[name] < 0)
+            first_hit[name][new] = first_here[new]
     return NeighbourResult(
         torch.cat(sims).numpy() if sims else np.zeros((0, k), np.float32),
         torch.cat(idxs).numpy() if idxs else np.zeros((0, k), np.int64),
-        {name: h.cpu().numpy() for name, h in hits.items()},
+        {name: f.cpu().numpy() for name, f in first_hit.items()},
     )
 
 

@@ -342,9 +342,15 @@ class Run:
             result = search(queries, train_vectors, k=k, bands=bands, device=self.model.device)
             write_array(stage.file("similarity.npy"), result.similarity)
             write_array(stage.file("index.npy"), result.index)
+            for name, first in result.first_hit.items():
+                write_array(stage.file(f"first_hit_{name}.npy"), first)
             summary = summarize(result.max_similarity, result.band_hits, bands)
             stage.finish({**summary, "seconds": round(time.perf_counter() - started, 2)})
         return stage
+
+    def first_hit(self, score: Stage, band: str = "high") -> np.ndarray:
+        """(M,) int64: index of the first sample in ``band`` with each training image (-1: none)."""
+        return read_array(score.file(f"first_hit_{band}.npy"))
 
     def neighbours(self, score: Stage) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) similarities (descending) and (N, k) training indices of a scored generation."""

@@ -80,7 +80,8 @@ def test_save_and_reload(tmp_path, trained):
 def test_time_blind_classifier_ignores_t(model):
     x0, labels = bright_and_dark(32)
     config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2, time_dependent=False)
-    classifier, _ = train_classifier(x0, labels, model.scheduler, config, ClassifierTrainConfig(steps=20, batch_size=16))
+    train_config = ClassifierTrainConfig(steps=20, batch_size=16)
+    classifier, _ = train_classifier(x0, labels, model.scheduler, config, train_config)
     x = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(classifier(x, torch.tensor([0, 0])), classifier(x, torch.tensor([99, 5])))
 

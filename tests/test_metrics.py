@@ -82,3 +82,17 @@ def test_chunked_search_matches_full_matrix():
     np.testing.assert_allclose(chunked.similarity, -np.sort(-full, axis=1)[:, :3], rtol=1e-5)
     for name, band in bands.items():
         np.testing.assert_array_equal(chunked.band_hits[name], in_band(full, band).any(axis=0))
+
+
+def test_first_hits_give_the_distinct_curve():
+    from side_core.metrics import distinct_curve, samples_to_k
+
+    # samples 0..3 against training images 0..2 (SIM above): in BAND first at samples 0, 0, 0
+    q = torch.eye(4)
+    t = torch.tensor([[0.0, 0.7, 0.0, 0.0], [0.0, 0.0, 0.0, 0.6], [0.9, 0.0, 0.0, 0.0]])
+    result = search(q, t, bands=Bands.from_thresholds(0.1, 0.5, 0.8), chunk=3)
+    np.testing.assert_array_equal(result.first_hit["mid"], [1, 3, -1])
+    np.testing.assert_array_equal(result.first_hit["high"], [-1, -1, 0])
+    curve = distinct_curve(result.first_hit["mid"], 4)
+    np.testing.assert_array_equal(curve, [0, 1, 1, 2])
+    assert samples_to_k(curve, 2) == 4 and samples_to_k(curve, 3) is None

@@ -83,3 +83,18 @@ def test_bad_sampling_parameters(model, change, message):
 def test_zero_samples_is_an_error(model):
     with pytest.raises(SideError, match="at least 1"):
         sample(model, 0, CONFIG)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_unguided_loop_matches_the_diffusers_pipeline(model, sampler):
+    from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
+
+    if sampler == "ddim":
+        pipe = DDIMPipeline(unet=model.unet, scheduler=DDIMScheduler.from_config(model.scheduler.config))
+    else:
+        pipe = DDPMPipeline(unet=model.unet, scheduler=DDPMScheduler.from_config(model.scheduler.config))
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(batch_size=3, generator=torch.Generator().manual_seed(7), num_inference_steps=5, output_type="np")
+    ours = sample(model, 3, dataclasses.replace(CONFIG, sampler=sampler), torch.Generator().manual_seed(7))
+    expected = torch.from_numpy(theirs.images).permute(0, 3, 1, 2) * 2 - 1
+    torch.testing.assert_close(ours.images, expected, atol=1e-5, rtol=0)

@@ -1,0 +1,203 @@
+"""UnCond vs Cond vs SIDE on one model at equal N_G, with the cost-of-extraction curve and sweeps.
+
+    python -m benchmarks.extraction --n-samples 512                 # the table and curves
+    python -m benchmarks.extraction --n-samples 512 --sweeps        # plus guidance-scale and K sweeps
+
+All methods share the sampler, steps and seeds (so sample i starts from the same noise in every
+method). Writes to benchmarks/results/: extraction.json (the engine's report shape plus
+``samples_to_k`` and the curves), extraction.md (the table), extraction.png (bars per method and
+band), extraction_curve.png (distinct extractions vs N_G), and with --sweeps sweep_scale.{json,png}
+and sweep_k.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+from side_core.data import load_training_set
+from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
+from side_core.models import load_model
+from side_core.pipeline import METHODS, Run, extract, guidance_sweep
+from side_core.report import markdown_table, ratios
+from side_core.store import write_json, write_text
+
+RESULTS = Path(__file__).resolve().parent / "results"
+log = logging.getLogger("extraction")
+
+
+def parse_args() -> argparse.Namespace:
+    d, c, t, s = ExtractionConfig(), ClusterConfig(), ClassifierTrainConfig(), ExtractionConfig().sample
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="default", help="bundled name, model folder or hub id")
+    p.add_argument("--data", default="default", help="training images: 'default' or a folder")
+    p.add_argument("--n-data", type=int, default=None, help="first N training images")
+    p.add_argument("--n-samples", type=int, default=512, help="N_G per method (default 512; more on a GPU)")
+    p.add_argument("--n-syn", type=int, default=d.n_syn, help=f"plain samples to cluster (default {d.n_syn})")
+    p.add_argument("--feature", default=c.feature, help=f"clustering feature (default {c.feature})")
+    p.add_argument("--k", type=int, default=c.k, help=f"K-means clusters (default {c.k})")
+    p.add_argument("--tau", type=float, default=c.tau, help=f"cohesion filter (default {c.tau})")
+    p.add_argument("--classifier-steps", type=int, default=t.steps, help=f"classifier steps (default {t.steps})")
+    p.add_argument("--guidance-scale", type=float, default=s.guidance_scale, help="lambda for Cond and SIDE")
+    p.add_argument("--guidance-window", type=int, nargs=2, default=s.guidance_window, help="T_LOW T_HIGH")
+    p.add_argument("--steps", type=int, default=s.num_steps, help=f"DDIM steps (default {s.num_steps})")
+    p.add_argument("--seed", type=int, default=d.seed, help="extraction seed")
+    p.add_argument("--sweeps", action="store_true", help="also sweep the guidance scale and K")
+    p.add_argument("--scales", default="0,1,2,5,10,20,50", help="guidance scales for the sweep")
+    p.add_argument("--ks", default="10,20,40,80", help="K values for the sweep")
+    p.add_argument("--store", default="runs/benchmark", help="run store; finished stages are reused")
+    p.add_argument("--out-dir", default=str(RESULTS), help="where results go")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    return p.parse_args()
+
+
+def config_from(args: argparse.Namespace) -> ExtractionConfig:
+    return ExtractionConfig(
+        n_samples=args.n_samples,
+        n_syn=args.n_syn,
+        cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, seed=args.seed),
+        classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.seed),
+        sample=SampleConfig(
+            num_steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            guidance_window=tuple(args.guidance_window) if args.guidance_window else None,
+        ),
+        seed=args.seed,
+    )
+
+
+def cost_of_extraction(run: Run, report: dict) -> tuple[dict, dict[str, list[int]]]:
+    """Distinct high-band extractions vs N_G per method, and the N_G each needs to reach K, where K
+    is half of what the best method reaches with the whole budget."""
+    curves = {}
+    for method, row in report["methods"].items():
+        first_hit = run.first_hit(run.find(row["score"]), "high")
+        curves[method] = distinct_curve(first_hit, row["n_generated"]).tolist()
+    k = max(1, max(curve[-1] for curve in curves.values()) // 2)
+    return {"k": k, **{m: samples_to_k(c, k) for m, c in curves.items()}}, curves
+
+
+def plot_bars(report: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    methods = list(report["methods"])
+    width = 0.8 / len(methods)
+    for ax, metric in zip(axes, ("ams", "ums"), strict=True):
+        for i, method in enumerate(methods):
+            values = [report["methods"][method][metric][b] for b in BAND_NAMES]
+            ax.bar([j + i * width for j in range(3)], values, width, label=method)
+        ax.set_xticks([j + width * (len(methods) - 1) / 2 for j in range(3)], BAND_NAMES)
+        ax.set_ylabel(f"{metric.upper()} (% of N_G)")
+        ax.set_title(f"{metric.upper()} per band, N_G = {report['methods'][methods[0]]['n_generated']}")
+    axes[0].legend()
+    save(fig, path)
+
+
+def plot_curves(curves: dict[str, list[int]], stk: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, curve in curves.items():
+        ax.plot(range(1, len(curve) + 1), curve, label=method)
+    ax.axhline(stk["k"], color="grey", lw=0.8, ls="--", label=f"K = {stk['k']}")
+    ax.set_xlabel("N_G (samples drawn, in order)")
+    ax.set_ylabel("distinct training images extracted (high band)")
+    ax.legend()
+    save(fig, path)
+
+
+def plot_sweep(rows: list[dict], key: str, label: str, path: Path, log_x: bool = False) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = [r[key] for r in rows]
+    for band in ("high", "mid"):
+        ax.plot(x, [r["ams"][band] for r in rows], "o-", label=f"AMS {band}")
+        ax.plot(x, [r["ums"][band] for r in rows], "s--", label=f"UMS {band}")
+    if log_x:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(label)
+    ax.set_ylabel("% of N_G")
+    ax.legend()
+    save(fig, path)
+
+
+def save(fig, path: Path) -> None:
+    from side_core.store import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out_dir)
+    model = load_model(args.model)
+    run = Run(args.store, model, load_training_set(args.data, model.channels, model.size, args.n_data))
+    config = config_from(args)
+    started = time.perf_counter()
+    report = extract(run, config, METHODS)
+    stk, curves = cost_of_extraction(run, report)
+    report.update(samples_to_k=stk, ratios=ratios(report), curves=curves, command=command_line())
+    write_json(out / "extraction.json", report)
+    table = markdown_table(report)
+    lines = [
+        f"Command: `{command_line()}`",
+        "",
+        table,
+        "",
+        "Ratios (SIDE over baseline): " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()),
+        "",
+        f"Samples needed to extract K = {stk['k']} distinct faces: "
+        + ", ".join(f"{m} {stk[m] if stk[m] is not None else 'never'}" for m in METHODS),
+        f"Wall time: {time.perf_counter() - started:.0f} s",
+    ]
+    write_text(out / "extraction.md", "\n".join(lines) + "\n")
+    plot_bars(report, out / "extraction.png")
+    plot_curves(curves, stk, out / "extraction_curve.png")
+    print("\n".join(lines))
+
+    if args.sweeps:
+        scales = tuple(float(s) for s in args.scales.split(","))
+        rows = guidance_sweep(run, config, scales)
+        write_json(out / "sweep_scale.json", {"command": command_line(), "rows": rows})
+        plot_sweep(rows, "scale", "guidance scale (lambda)", out / "sweep_scale.png", log_x=True)
+        k_rows = []
+        for k in (int(k) for k in args.ks.split(",")):
+            k_config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, k=k))
+            (row,) = guidance_sweep(run, k_config, (config.sample.guidance_scale,))
+            k_rows.append({"k": k, **row})
+        write_json(out / "sweep_k.json", {"command": command_line(), "rows": k_rows})
+        plot_sweep(k_rows, "k", "K (clusters)", out / "sweep_k.png")
+        for name, rs, key in (("scale", rows, "scale"), ("K", k_rows, "k")):
+            print(f"\n{name} sweep:")
+            for r in rs:
+                print(
+                    f"  {key}={r[key]}: AMS high {r['ams']['high']:.1f}%, UMS high {r['ums']['high']:.1f}%, "
+                    f"distinct {r['distinct']}"
+                )
+
+
+def command_line() -> str:
+    import shlex
+    import sys
+
+    return "python -m benchmarks.extraction " + shlex.join(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
