@@ -7,6 +7,7 @@ import logging
 import shlex
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -195,16 +196,18 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_prepare)
 
 
-def _open_run(args: argparse.Namespace, store):
+def _open_run(args: argparse.Namespace, store: str | Path):
     from side_core.data import load_training_set
     from side_core.metrics import Bands
     from side_core.models import load_model
-    from side_core.pipeline import Run
+    from side_core.pipeline import BUNDLED_STORE, Run
 
     model = load_model(args.model, args.device)
     data = load_training_set(args.data, model.channels, model.size, args.n_data)
     bands = Bands.from_thresholds(*args.bands) if args.bands else None
-    return Run(store, model, data, args.similarity, args.sscd, bands)
+    # Stages already in the bundled store (same model and inputs) are reused in place.
+    read_only = (BUNDLED_STORE,) if BUNDLED_STORE.resolve() != Path(store).resolve() else ()
+    return Run(store, model, data, args.similarity, args.sscd, bands, read_only_roots=read_only)
 
 
 def _extraction_config(args: argparse.Namespace):
@@ -226,10 +229,26 @@ def _extraction_config(args: argparse.Namespace):
     )
 
 
+def _log_sample_progress(p) -> None:
+    if p.step == p.n_steps:
+        log.info("  batch %d/%d sampled", p.batch + 1, p.n_batches)
+
+
+def _log_classifier_progress(step: int, total: int, loss: float) -> None:
+    if step % 250 == 0 or step == total:
+        log.info("  classifier step %d/%d  loss %.3f", step, total, loss)
+
+
 def _run_prepare(args: argparse.Namespace) -> None:
     from side_core.pipeline import prepare
 
-    prepare(_open_run(args, args.store), _extraction_config(args))
+    run = _open_run(args, args.store)
+    prepare(
+        run,
+        _extraction_config(args),
+        sample_progress=_log_sample_progress,
+        classifier_progress=_log_classifier_progress,
+    )
 
 
 def _run_extraction(args: argparse.Namespace) -> None:
@@ -243,12 +262,9 @@ def _run_extraction(args: argparse.Namespace) -> None:
     run = _open_run(args, args.store or out / "store")
     config = _extraction_config(args)
     methods = (args.method,) if args.method else METHODS
-
-    def sample_progress(p) -> None:
-        if p.step == p.n_steps:
-            log.info("  batch %d/%d done", p.batch + 1, p.n_batches)
-
-    report = extract(run, config, methods, sample_progress=sample_progress)
+    report = extract(
+        run, config, methods, sample_progress=_log_sample_progress, classifier_progress=_log_classifier_progress
+    )
     pairs = {}
     for method, row in report["methods"].items():
         generation, score = Stage.open(run.root / row["generation"]), Stage.open(run.root / row["score"])

@@ -37,7 +37,7 @@ from side_core.data import TrainingSet
 from side_core.embed import embed
 from side_core.errors import SideError
 from side_core.metrics import Bands, bands_from_train, summarize
-from side_core.models import LoadedModel
+from side_core.models import ASSETS, LoadedModel
 from side_core.neighbours import make_similarity, search, train_nn_similarity
 from side_core.sampling import SampleProgress, sample, validate
 from side_core.store import Stage, read_array, read_tensors, stage_key, write_array, write_tensors
@@ -45,6 +45,8 @@ from side_core.store import Stage, read_array, read_tensors, stage_key, write_ar
 log = logging.getLogger(__name__)
 
 METHODS = ("uncond", "cond", "side")
+# The precomputed surrogate stages of the bundled default model (`python -m side_core prepare`).
+BUNDLED_STORE = ASSETS / "store"
 
 
 @dataclass(frozen=True)
@@ -408,6 +410,7 @@ def extract(
     methods: tuple[str, ...] = METHODS,
     say: Callable[[str], None] = log.info,
     sample_progress: Callable[[SampleProgress], None] | None = None,
+    classifier_progress: Callable[[int, int, float], None] | None = None,
 ) -> dict:
     """Run the given methods at equal N_G with the same sampler and seeds; return the report.
 
@@ -430,7 +433,7 @@ def extract(
     shared_seconds: dict[str, float] = {}
     guided = tuple(m for m in methods if m != "uncond")
     if guided:
-        surrogate = build_surrogate(run, config, guided, say, sample_progress)
+        surrogate = build_surrogate(run, config, guided, say, sample_progress, classifier_progress)
         shared_seconds = {
             name: getattr(surrogate, name).summary()["seconds"] for name in ("synthetic", "features", "clusters")
         }
@@ -505,10 +508,16 @@ def best_extractions(
     return run.images(generation)[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx
 
 
-def prepare(run: Run, config: ExtractionConfig, say: Callable[[str], None] = log.info) -> Surrogate:
+def prepare(
+    run: Run,
+    config: ExtractionConfig,
+    say: Callable[[str], None] = log.info,
+    sample_progress: Callable[[SampleProgress], None] | None = None,
+    classifier_progress: Callable[[int, int, float], None] | None = None,
+) -> Surrogate:
     """Everything the app shows before the first click: surrogate stages for both guided methods,
     the 2-D maps (UMAP and PCA), and the scores of the synthetic samples."""
-    surrogate = build_surrogate(run, config, ("side", "cond"), say)
+    surrogate = build_surrogate(run, config, ("side", "cond"), say, sample_progress, classifier_progress)
     for method in ("pca", "umap"):
         say(f"{method} map of the features")
         run.map2d(surrogate.features, method, config.seed)
