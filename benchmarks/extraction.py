@@ -24,7 +24,7 @@ from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionCon
 from side_core.data import load_training_set
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
 from side_core.models import load_model
-from side_core.pipeline import METHODS, Run, extract, guidance_sweep
+from side_core.pipeline import BUNDLED_STORE, METHODS, Run, extract, guidance_sweep
 from side_core.report import markdown_table, ratios
 from side_core.store import write_json, write_text
 
@@ -147,7 +147,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     model = load_model(args.model)
-    run = Run(args.store, model, load_training_set(args.data, model.channels, model.size, args.n_data))
+    data = load_training_set(args.data, model.channels, model.size, args.n_data)
+    run = Run(args.store, model, data, read_only_roots=(BUNDLED_STORE,))  # reuse the bundled stages
     config = config_from(args)
     started = time.perf_counter()
     report = extract(run, config, METHODS)
