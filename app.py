@@ -7,18 +7,15 @@ import app_support as app
 st.set_page_config(page_title="SIDE Explorer", page_icon=":material/face_retouching_off:", layout="wide")
 app.init_state()
 
+PAGES = [  # file, title, icon, url path: in the order a user works through SIDE
+    (app.MODEL_PAGE, "Model and data", ":material/database:", "model"),
+    (app.CLUSTER_PAGE, "Generate and cluster", ":material/scatter_plot:", "clusters"),
+    (app.CLASSIFIER_PAGE, "Surrogate classifier", ":material/model_training:", "classifier"),
+    (app.GUIDED_PAGE, "Guided extraction", ":material/explore:", "extract"),
+    (app.REPORT_PAGE, "Report", ":material/summarize:", "report"),
+]
 page = st.navigation(
-    [
-        st.Page(f"pages/{app.MODEL_PAGE}", title="Model and data", icon=":material/database:", url_path="model"),
-        st.Page(
-            f"pages/{app.CLUSTER_PAGE}", title="Generate and cluster", icon=":material/scatter_plot:", url_path="clusters"
-        ),
-        st.Page(
-            f"pages/{app.CLASSIFIER_PAGE}", title="Surrogate classifier", icon=":material/model_training:", url_path="classifier"
-        ),
-        st.Page(f"pages/{app.GUIDED_PAGE}", title="Guided extraction", icon=":material/explore:", url_path="extract"),
-        st.Page(f"pages/{app.REPORT_PAGE}", title="Report", icon=":material/summarize:", url_path="report"),
-    ]
+    [st.Page(f"pages/{file}", title=title, icon=icon, url_path=url) for file, title, icon, url in PAGES]
 )
 app.render_sidebar()
 page.run()

@@ -12,6 +12,7 @@ Environment (all optional; the defaults open the bundled model and the precomput
     SIDE_N_DATA  keep only the first N training images (e.g. 40 for faces40)
     SIDE_RUNS    writable run store (default: runs/app in the project folder)
     SIDE_STORE   read-only precomputed run store (default: assets/store)
+    SIDE_THREADS torch CPU threads (default: all cores but one, at most 4; see configure_torch)
 """
 
 from __future__ import annotations
@@ -40,7 +41,16 @@ from side_core.errors import SideError
 from side_core.images import grid, to_uint8, upscale_nearest
 from side_core.metrics import BAND_NAMES, Bands, in_band
 from side_core.models import LoadedModel, load_model
-from side_core.pipeline import METHODS, Run, Surrogate, best_extractions, build_surrogate, extract, guidance_sweep
+from side_core.pipeline import (
+    BUNDLED_STORE,
+    METHODS,
+    Run,
+    Surrogate,
+    best_extractions,
+    build_surrogate,
+    extract,
+    guidance_sweep,
+)
 from side_core.report import ratios
 from side_core.sampling import SampleProgress
 from side_core.store import Stage, read_array
@@ -57,7 +67,14 @@ SETTINGS = "surrogate_settings"  # dict of SurrogateSettings
 TARGET = "target_class"  # int: the surrogate class the guided page aims at
 GUIDED = "guided_request"  # dict of GuidedRequest: the last guided generation shown
 COMPARE = "compare_request"  # dict of CompareRequest: the last comparison shown
-SWEEP = "sweep_request"  # dict: scales and CompareRequest of the last sweep shown
+SWEEP = "sweep_request"  # dict: the guidance scales of the last sweep shown
+
+# Page files, in navigation order (app.py lists them; pages link to each other by these names).
+MODEL_PAGE = "1_model_data.py"
+CLUSTER_PAGE = "2_generate_cluster.py"
+CLASSIFIER_PAGE = "3_classifier.py"
+GUIDED_PAGE = "4_guided_extraction.py"
+REPORT_PAGE = "5_report.py"
 
 
 def runs_root() -> Path:
@@ -65,11 +82,24 @@ def runs_root() -> Path:
 
 
 def store_root() -> Path:
-    return Path(os.environ.get("SIDE_STORE") or PROJECT / "assets" / "store")
+    return Path(os.environ.get("SIDE_STORE") or BUNDLED_STORE)
+
+
+@st.cache_resource
+def configure_torch() -> int:
+    """Set torch's CPU threads once per server process, and return the number.
+
+    Leave a core to the server and the browser: with as many threads as cores, every torch op waits
+    for a thread the event loop (or any other process) holds, and sampling the bundled model on 2
+    busy cores took 13 s instead of 1.3 s with one thread (measured here)."""
+    n = int(os.environ.get("SIDE_THREADS") or max(1, min(4, (os.cpu_count() or 2) - 1)))
+    torch.set_num_threads(n)
+    return n
 
 
 def init_state() -> None:
     """Fill the session's defaults from the environment (once per browser session)."""
+    configure_torch()
     n_data = os.environ.get("SIDE_N_DATA")
     st.session_state.setdefault(MODEL, os.environ.get("SIDE_MODEL") or "default")
     st.session_state.setdefault(DATA, os.environ.get("SIDE_DATA") or "default")
@@ -99,8 +129,9 @@ def _work_lock() -> threading.Lock:
 
 @contextlib.contextmanager
 def job() -> Iterator[None]:
-    """One heavy job at a time in this server (2 cores; the model is shared by every tab), with
-    SideErrors shown. Code after the work inside the block runs only if the work succeeded."""
+    """One heavy job at a time in this server, with SideErrors shown; code after the work inside the
+    block runs only if the work succeeded. Serialising jobs keeps tabs from slowing each other down on
+    a few cores, and keeps the engine's feature hook on the shared UNet to one caller at a time."""
     lock = _work_lock()
     with errors_shown():
         if not lock.acquire(blocking=False):
@@ -262,7 +293,7 @@ class Progress:
         self.bar.progress(min(max(done, 0.0), 1.0), text=text)
 
     def clear(self) -> None:
-        self.bar.empty()
+        self.bar.empty()  # a later update fills the same slot again
 
 
 class LivePreview:
@@ -296,13 +327,14 @@ def generate_and_cluster(run: AppRun, settings: SurrogateSettings, progress: Pro
     progress.say("PCA map and nearest training images")
     pca_map(run, surrogate)
     run.score(surrogate.synthetic)
+    progress.clear()
     return surrogate
 
 
 def train_classifiers(
     run: AppRun, settings: SurrogateSettings, methods: tuple[str, ...], progress: Progress
 ) -> Surrogate:
-    return build_surrogate(
+    surrogate = build_surrogate(
         run,
         settings.config(),
         methods,
@@ -310,6 +342,8 @@ def train_classifiers(
         sample_progress=progress.sample,
         classifier_progress=progress.classifier,
     )
+    progress.clear()
+    return surrogate
 
 
 @dataclass(frozen=True)
@@ -393,10 +427,16 @@ class CompareRequest:
 
 
 def run_compare(run: AppRun, settings: SurrogateSettings, request: CompareRequest, progress: Progress) -> dict:
-    config = request.config(settings)
-    # Classifiers first, with their own progress (extract trains missing ones without reporting steps).
-    train_classifiers(run, settings, ("side", "cond"), progress)
-    return extract(run, config, METHODS, say=progress.say, sample_progress=progress.sample)
+    report = extract(
+        run,
+        request.config(settings),
+        METHODS,
+        say=progress.say,
+        sample_progress=progress.sample,
+        classifier_progress=progress.classifier,
+    )
+    progress.clear()
+    return report
 
 
 def stored_compare(run: AppRun, settings: SurrogateSettings, request: CompareRequest) -> dict | None:
@@ -427,7 +467,7 @@ def run_sweep(
     for i, scale in enumerate(scales):
         progress.fraction(i / len(scales), f"Guidance scale {scale:g}: generating {config.n_samples} samples")
         rows += guidance_sweep(run, config, (scale,), say=_quiet)
-    progress.fraction(1.0, "Sweep done")
+    progress.clear()
     return rows
 
 
@@ -443,8 +483,14 @@ def stored_sweep(
 
 def class_examples(run: Run, surrogate: Surrogate, per_class: int = 4) -> list[np.ndarray]:
     """For each surrogate class, the indices of its members closest to the class centroid."""
-    c = run.clustering(surrogate.clusters)
-    z = l2_normalise(read_array(surrogate.features.file("features.npy")))
+    return _class_examples(run, surrogate.features.path, surrogate.clusters.path, per_class)
+
+
+@st.cache_data(max_entries=32)
+def _class_examples(_run: Run, features: Path, clusters: Path, per_class: int) -> list[np.ndarray]:
+    # Keyed by the stage folders: a finished stage never changes.
+    c = _run.clustering(Stage.open(clusters))
+    z = l2_normalise(read_array(Stage.open(features).file("features.npy")))
     cos = z @ c.centroids[c.kept].T  # (N, n_classes)
     out = []
     for k in range(c.n_classes):
@@ -484,8 +530,13 @@ def cluster_map(xy: np.ndarray, c: Clustering, max_similarity: np.ndarray, bands
                 y=xy[ids, 1],
                 mode="markers",
                 name=f"class {k}",
-                customdata=np.stack([ids, c.kmeans_labels[ids], max_similarity[ids]], axis=1),
-                marker={"size": 8, "symbol": np.where(is_copy[ids], "diamond", "circle"), "line": {"width": 0}},
+                # Plain lists: numpy arrays travel as typed-array dicts and come back that way in selections.
+                customdata=[[int(i), int(c.kmeans_labels[i]), float(max_similarity[i])] for i in ids],
+                marker={
+                    "size": 8,
+                    "symbol": ["diamond" if is_copy[i] else "circle" for i in ids],
+                    "line": {"width": 0},
+                },
                 hovertemplate="sample #%{customdata[0]}<br>class " + str(k) + " · K-means cluster %{customdata[1]}"
                 "<br>nearest training image %{customdata[2]:.3f}<extra></extra>",
             )
@@ -498,9 +549,25 @@ def cluster_map(xy: np.ndarray, c: Clustering, max_similarity: np.ndarray, bands
     return figure
 
 
+def ratio_text(report: dict) -> str:
+    """'SIDE over the baselines: UnCond: AMS high x1.5, distinct x1.44; Cond: ...' (- where a baseline found none)."""
+    r = ratios(report)
+
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"×{value:g}"
+
+    parts = [
+        f"{name}: AMS high {times(r.get(f'ams_high_side_over_{base}'))}, "
+        f"distinct {times(r.get(f'distinct_side_over_{base}'))}"
+        for base, name in (("uncond", "UnCond"), ("cond", "Cond"))
+        if f"distinct_side_over_{base}" in r
+    ]
+    return "SIDE over the baselines at equal N_G: " + "; ".join(parts) + " (- where the baseline found none)."
+
+
 def band_label(bands: Bands, similarity: float) -> str:
-    name = bands.name_of(float(similarity))
-    return f"{name} band" if name else "below the bands"
+    """'high', 'mid', 'low', or 'below' (the low band)."""
+    return bands.name_of(float(similarity)) or "below"
 
 
 def ids_from_selection(event) -> list[int]:
@@ -517,8 +584,10 @@ def ids_from_selection(event) -> list[int]:
     return ids
 
 
-def report_downloads(run: Run, report: dict) -> tuple[str, str, bytes]:
-    """(report JSON, per-method CSV, ZIP of best-extraction pairs as PNGs)."""
+@st.cache_data(max_entries=8)
+def report_downloads(_run: Run, report: dict) -> tuple[str, str, bytes]:
+    """(report JSON, per-method CSV, ZIP of best-extraction pairs as PNGs); cached by the report,
+    which names its stages."""
     full = {**report, "ratios": ratios(report)}
     json_text = json.dumps(full, indent=2)
     buffer = io.StringIO()
@@ -536,7 +605,7 @@ def report_downloads(run: Run, report: dict) -> tuple[str, str, bytes]:
             + [m["ums"][b] for b in BAND_NAMES]
             + [m["p95"], len(m["extracted"])]
         )
-    return json_text, buffer.getvalue(), pairs_zip(run, report)
+    return json_text, buffer.getvalue(), pairs_zip(_run, report)
 
 
 def best_pairs(run: Run, report: dict, method: str, n: int = 8):
@@ -585,45 +654,40 @@ def mosaic(images: torch.Tensor, n_cols: int, size: int, target_px: int = 96) ->
 
 def show_with_neighbours(
     run: Run,
-    images: torch.Tensor,
-    labels: list[str],
+    columns: list[tuple[str, torch.Tensor, list[str]]],
     similarity: np.ndarray,
     index: np.ndarray,
     bands: Bands,
-    before: list[tuple[torch.Tensor, list[str]]] = (),
+    max_rows: int = 32,
 ) -> None:
-    """One row per sample: [columns in `before`], the sample, then its nearest training images.
+    """A table of images, one row per sample: the given columns (title, (N, C, H, W) images, N
+    captions), then the sample's nearest training images with similarity and band.
 
-    ``images`` (N, C, H, W); ``similarity`` and ``index`` (N, k) from Run.neighbours.
+    ``similarity`` and ``index`` are (N, k), as Run.neighbours returns them.
     """
-    size = run.model.size
-    for i in range(len(images)):
-        row = [tiles(extra[i : i + 1], size)[0] for extra, _ in before]
-        captions = [extra_labels[i] for _, extra_labels in before]
-        row.append(tiles(images[i : i + 1], size)[0])
-        captions.append(f"{labels[i]} · nearest {similarity[i, 0]:.3f} ({band_label(bands, similarity[i, 0])})")
-        neighbours = run.data.images[torch.from_numpy(index[i])]
-        row += tiles(neighbours, size)
-        captions += [
-            f"train #{int(j)} · {s:.3f} · {band_label(bands, s)}" for j, s in zip(index[i], similarity[i], strict=True)
-        ]
-        st.image(row, caption=captions)
+    size, n, k = run.model.size, len(index), index.shape[1]
+    titles = [title for title, _, _ in columns] + [f"nearest training image {j + 1}" for j in range(k)]
+    for cell, title in zip(st.columns(len(titles)), titles, strict=True):
+        cell.markdown(f"**{title}**")
+    shown = [tiles(images[:max_rows], size) for _, images, _ in columns]
+    for i in range(min(n, max_rows)):
+        cells = st.columns(len(titles))
+        for cell, images, (_, _, captions) in zip(cells, shown, columns, strict=False):
+            cell.image(images[i], caption=captions[i], width=images[i].shape[1])
+        neighbours = tiles(run.data.images[torch.from_numpy(index[i])], size)
+        for cell, image, j, sim in zip(cells[len(columns) :], neighbours, index[i], similarity[i], strict=True):
+            cell.image(image, caption=f"train #{int(j)} · {sim:.3f} · {band_label(bands, sim)}", width=image.shape[1])
+    if n > max_rows:
+        st.caption(f"The first {max_rows} of {n} samples are shown.")
 
 
 def page_link(page: str, label: str) -> None:
     st.page_link(f"pages/{page}", label=label, icon=":material/arrow_forward:")
 
 
-# Page files, in navigation order (app.py lists them; pages link to each other by these names).
-MODEL_PAGE = "1_model_data.py"
-CLUSTER_PAGE = "2_generate_cluster.py"
-CLASSIFIER_PAGE = "3_classifier.py"
-GUIDED_PAGE = "4_guided_extraction.py"
-REPORT_PAGE = "5_report.py"
-
-
 def render_sidebar() -> None:
-    """The shared sidebar: what is open, the current settings, and which stages are stored."""
+    """The shared sidebar: what is open, the current settings, and which stages are stored. Pages
+    rerun after a job that adds stages or changes settings, so that it is current."""
     with st.sidebar:
         st.caption(f"Model: `{st.session_state[MODEL]}` · data: `{st.session_state[DATA]}`")
         s = surrogate_settings()
@@ -636,5 +700,16 @@ def render_sidebar() -> None:
             st.caption("Model or data not loaded: see the Model and data page.")
             return
         status = stage_status(run, s)
-        st.caption(" · ".join(f"{'✅' if ok else '⬜'} {name}" for name, ok in status.items()))
-        st.caption(f"Run store: `{runs_root()}` (+ read-only `{store_root()}`)")
+        st.caption(
+            "  \n".join(
+                f"{':material/check_circle:' if ok else ':material/radio_button_unchecked:'} {name}"
+                for name, ok in status.items()
+            )
+        )
+        st.caption(f"Run store: `{_shown(runs_root())}` (+ read-only `{_shown(store_root())}`)")
+
+
+def _shown(path: Path) -> str:
+    """A path as a user reads it: relative to the project when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else str(path)

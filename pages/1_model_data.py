@@ -21,18 +21,21 @@ with st.form("open"):
         help="'default' (bundled, 100 LFW faces), 'faces40' (40 faces), a local diffusers folder "
         "(DDPMPipeline.save_pretrained or a UNet2DModel folder), or a hub id such as google/ddpm-cifar10-32 "
         "(online only).",
+        key="open_model",
     )
     data_spec = middle.text_input(
         "Training set",
         value=st.session_state[app.DATA],
         help="'default' (the bundled LFW faces) or a folder of images; they are converted to the model's "
         "channels and size.",
+        key="open_data",
     )
     n_data = right.number_input(
         "First N images",
         min_value=0,
         value=st.session_state[app.N_DATA] or 0,
         help="Keep only the first N training images (0: all). The faces40 model was trained on the first 40.",
+        key="open_n_data",
     )
     if st.form_submit_button("Open", type="primary"):
         with app.errors_shown():
@@ -70,8 +73,11 @@ with app.errors_shown(stop=True):
 bands = run.bands()
 nn_similarity = read_array(reference.file("nn_similarity.npy"))
 figure = go.Figure(go.Histogram(x=nn_similarity, nbinsx=40, name="train vs train", marker_color="#7f8c8d"))
+positions = {"low": "top left", "mid": "top left", "high": "top right"}  # mid and high are often close
 for name, (low, _high) in bands.items():
-    figure.add_vline(x=low, line_dash="dash", annotation_text=f"{name} ≥ {low:.3f}", annotation_position="top")
+    figure.add_vline(
+        x=low, line_dash="dash", annotation_text=f"{name} ≥ {low:.3f}", annotation_position=positions[name]
+    )
 figure.update_layout(
     xaxis_title=f"similarity of each training image to its nearest other training image ({run.similarity.name})",
     yaxis_title="training images",
@@ -85,4 +91,3 @@ st.caption(
     "two distinct training images are to each other (a copy), **mid** closer than 95% of them, **low** closer than "
     "the median. A generated image counts as extracted when its nearest training image is in the high band."
 )
-

@@ -19,22 +19,24 @@ settings = app.surrogate_settings()
 
 with st.form("generate"):
     cols = st.columns(4)
-    n_syn = cols[0].number_input("Samples N_syn", min_value=2, max_value=100_000, value=settings.n_syn, step=64)
+    n_syn = cols[0].number_input(
+        "Samples N_syn", min_value=2, max_value=100_000, value=settings.n_syn, step=64, key="n_syn"
+    )
     feature = cols[1].selectbox(
         "Feature",
         ("unet", "pixels"),
         index=("unet", "pixels").index(settings.feature) if settings.feature in ("unet", "pixels") else 0,
         help="unet: the model's own mid-block activations; pixels: standardized pixels (the scoring similarity).",
     )
-    k = cols[2].number_input("Clusters K", min_value=2, max_value=2000, value=settings.k)
-    tau = cols[3].slider("Cohesion tau", min_value=0.0, max_value=1.0, value=float(settings.tau), step=0.05)
+    k = cols[2].number_input("Clusters K", min_value=2, max_value=2000, value=settings.k, key="k")
+    tau = cols[3].slider("Cohesion tau", min_value=0.0, max_value=1.0, value=float(settings.tau), step=0.05, key="tau")
     submitted = st.form_submit_button("Generate and cluster", type="primary")
 if submitted:
     new_settings = replace(settings, n_syn=int(n_syn), feature=feature, k=int(k), tau=round(float(tau), 2))
     with app.job():
         app.generate_and_cluster(run, new_settings, app.Progress())
         app.set_surrogate_settings(new_settings)
-        settings = new_settings
+        st.rerun()  # draw the new stages, sidebar included
 
 surrogate = app.stored_surrogate(run, settings)
 if surrogate is None:
@@ -59,7 +61,8 @@ cols[3].metric("Samples", len(clustering.labels))
 st.subheader("Map of the samples")
 umap_xy = app.stored_map(run, surrogate, "umap")
 views = ["UMAP", "PCA"] if umap_xy is not None else ["PCA"]
-view = st.segmented_control("Map", views, default=views[0], required=True, key="map_view")
+# Keyed by the views on offer, so that a freshly computed UMAP map is shown at once.
+view = st.segmented_control("Map", views, default=views[0], required=True, key=f"map_view_{len(views)}")
 if umap_xy is None:
     left, right = st.columns([3, 1])
     left.caption("No UMAP map is stored for these samples yet, so PCA is shown (instant).")
@@ -74,7 +77,10 @@ event = st.plotly_chart(
     selection_mode=("points", "box", "lasso"),
     key="cluster_map",
 )
-st.caption("Click, box- or lasso-select points to compare them with their nearest training images below. Diamonds are near-copies (high band).")
+st.caption(
+    "Click, box- or lasso-select points to compare them with their nearest training images below. "
+    "Diamonds are near-copies (high band)."
+)
 
 st.subheader("Clusters")
 st.dataframe(app.cluster_table(clustering, max_similarity, bands), hide_index=True)
@@ -86,7 +92,7 @@ st.caption(
 st.subheader("Samples next to their nearest training images")
 ids = app.ids_from_selection(event)
 if ids:
-    st.caption(f"{len(ids)} samples selected in the map; the first 12 are shown.")
+    st.caption(f"Selected in the map: {len(ids)} (up to 12 are shown).")
 else:
     sizes = Counter(clustering.labels.tolist())
     inspect = st.selectbox(
@@ -99,8 +105,7 @@ else:
 ids = ids[:12]
 app.show_with_neighbours(
     run,
-    run.images(surrogate.synthetic)[ids],
-    [f"sample #{i} · class {clustering.labels[i]}" for i in ids],
+    [("sample", run.images(surrogate.synthetic)[ids], [f"sample #{i} · class {clustering.labels[i]}" for i in ids])],
     similarity[ids],
     index[ids],
     bands,

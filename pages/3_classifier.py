@@ -28,11 +28,12 @@ st.caption(f"{n_classes} surrogate classes from {settings.n_syn} samples (K = {s
 with st.form("train"):
     left, right = st.columns([1, 2])
     steps = left.number_input(
-        "Training steps", min_value=1, max_value=200_000, value=settings.classifier_steps, step=100
+        "Training steps", min_value=1, max_value=200_000, value=settings.classifier_steps, step=100, key="steps"
     )
     with_cond = right.checkbox(
         "Also train the time-blind classifier (the report's Cond baseline)",
         value=app.stored_surrogate(run, replace(settings, classifier_steps=int(steps)), ("cond",)) is not None,
+        key="with_cond",
     )
     submitted = st.form_submit_button("Train", type="primary")
 if submitted:
@@ -40,7 +41,7 @@ if submitted:
     with app.job():
         app.train_classifiers(run, new_settings, ("side", "cond") if with_cond else ("side",), app.Progress())
         app.set_surrogate_settings(new_settings)
-        settings = new_settings
+        st.rerun()  # draw the new stages, sidebar included
 
 trained = {
     method: found.classifiers[method]

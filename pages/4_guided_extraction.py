@@ -31,7 +31,7 @@ st.subheader("1. Pick a surrogate class")
 samples = run.images(surrogate.synthetic)
 examples = app.class_examples(run, surrogate, per_class=4)
 st.image(
-    [app.mosaic(samples[ids], n_cols=2, size=size, target_px=44) for ids in examples],
+    [app.mosaic(samples[ids], n_cols=2, size=size, target_px=56) for ids in examples],
     caption=[f"class {c} · {int((clustering.labels == c).sum())}" for c in range(clustering.n_classes)],
 )
 target = st.pills(
@@ -48,18 +48,19 @@ st.subheader("2. Guidance")
 defaults = last or app.GuidedRequest(cls=target)
 with st.form("guide"):
     left, right = st.columns(2)
-    scale = left.slider("Guidance scale λ", 0.0, 50.0, float(defaults.guidance_scale), step=0.5)
+    scale = left.slider("Guidance scale λ", 0.0, 50.0, float(defaults.guidance_scale), step=0.5, key="scale")
     window = right.slider(
         "Guide only while the timestep t is in",
         0,
         t_max,
         tuple(defaults.window) if defaults.window else (0, t_max),
         help="Sampling runs from t = T-1 (noise) down to 0. Outside the window the step is plain.",
+        key="window",
     )
     cols = st.columns(3)
-    num_steps = cols[0].number_input("Sampler steps (DDIM)", 1, t_max + 1, defaults.num_steps)
-    n = cols[1].number_input("Samples", 1, 256, defaults.n)
-    seed = cols[2].number_input("Seed", 0, 2**31 - 1, defaults.seed)
+    num_steps = cols[0].number_input("Sampler steps (DDIM)", 1, t_max + 1, defaults.num_steps, key="num_steps")
+    n = cols[1].number_input("Samples", 1, 256, defaults.n, key="n")
+    seed = cols[2].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="seed")
     submitted = st.form_submit_button("Generate", type="primary", icon=":material/play_arrow:")
 if submitted:
     request = app.GuidedRequest(
@@ -98,25 +99,28 @@ t = st.select_slider(
     options=timesteps,
     value=timesteps[-1],
     format_func=lambda t: f"t = {t}",
-    key="scrub_t",
+    key=f"scrub_{result.guided.path.name}",  # one slider per generation: its timesteps
 )
 left, right = st.columns(2)
-n_cols = min(8, len(guided))
+n_cols = min(4, len(guided))
 left.image(app.mosaic(plain_frames[t], n_cols, size), caption=f"unguided, predicted x0 at t = {t}")
-right.image(app.mosaic(guided_frames[t], n_cols, size), caption=f"guided toward class {last.cls}, predicted x0 at t = {t}")
+right.image(app.mosaic(guided_frames[t], n_cols, size), caption=f"guided to class {last.cls}, predicted x0 at t = {t}")
 
 st.caption(
-    "Each row: the unguided sample, the guided sample from the same seed, and the guided sample's three nearest "
-    "training images with their similarity and band."
+    "Each row: the unguided sample and the guided sample from the same seed, then the guided sample's nearest "
+    "training images with their similarity and band (high: a copy)."
 )
 app.show_with_neighbours(
     run,
-    guided,
-    [f"guided #{i}" for i in range(len(guided))],
+    [
+        (
+            "unguided (same seed)",
+            plain,
+            [f"unguided #{i} · {s:.3f} · {app.band_label(bands, s)}" for i, s in enumerate(plain_sim[:, 0])],
+        ),
+        (f"guided toward class {last.cls}", guided, [f"guided #{i}" for i in range(len(guided))]),
+    ],
     guided_sim,
     guided_idx,
     bands,
-    before=[
-        (plain, [f"unguided #{i} · nearest {s:.3f} ({app.band_label(bands, s)})" for i, s in enumerate(plain_sim[:, 0])])
-    ],
 )

@@ -58,11 +58,13 @@ def _unet_features(images: torch.Tensor, model: LoadedModel, batch_size: int, se
     captured = []
     hook = model.unet.mid_block.register_forward_hook(lambda _m, _i, out: captured.append(out))
     generator = torch.Generator().manual_seed(seed)
+    # Schedules shorter than 51 steps: the smallest noise level that is still a real timestep.
+    t_feature = min(UNET_FEATURE_T, model.scheduler.config.num_train_timesteps - 1)
     try:
         feats = []
         for start in range(0, len(images), batch_size):
             x0 = images[start : start + batch_size].to(model.device)
-            t = torch.full((len(x0),), UNET_FEATURE_T, device=model.device)
+            t = torch.full((len(x0),), t_feature, device=model.device)
             eps = torch.randn(x0.shape, generator=generator).to(model.device)
             model.unet(model.scheduler.add_noise(x0, eps, t), t)
             feats.append(captured.pop().flatten(1).float().cpu())

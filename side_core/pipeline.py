@@ -516,7 +516,8 @@ def prepare(
     classifier_progress: Callable[[int, int, float], None] | None = None,
 ) -> Surrogate:
     """Everything the app shows before the first click: surrogate stages for both guided methods,
-    the 2-D maps (UMAP and PCA), and the scores of the synthetic samples."""
+    the 2-D maps (UMAP and PCA), the scores of the synthetic samples, and the three-method comparison
+    at ``config.n_samples``."""
     surrogate = build_surrogate(run, config, ("side", "cond"), say, sample_progress, classifier_progress)
     for method in ("pca", "umap"):
         say(f"{method} map of the features")
@@ -524,4 +525,5 @@ def prepare(
     if run.data is not None:
         say("scoring the synthetic samples against the training set")
         run.score(surrogate.synthetic)
+        extract(run, config, METHODS, say, sample_progress, classifier_progress)
     return surrogate

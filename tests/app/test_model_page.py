@@ -1,0 +1,38 @@
+"""Page 1, model and data: facts, training images, the train-vs-train histogram, and bad input."""
+
+from .helpers import button
+
+
+def test_shows_model_facts_training_images_and_bands(open_app):
+    at = open_app()
+    assert not at.exception
+    assert at.title[0].value == "Model and data"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Image size"] == "1 x 8 x 8"
+    assert metrics["Training timesteps"] == "100"
+    assert any("training images" in c for c in (cap for im in at.image for cap in im.captions))
+    assert len(at.get("plotly_chart")) == 1  # the similarity histogram with the band thresholds
+    assert not at.error
+
+
+def test_bad_model_or_data_shows_the_engine_message_and_keeps_the_last_good_one(open_app, tmp_path):
+    at = open_app()
+    at.text_input[0].set_value(str(tmp_path / "no-such-model"))  # inputs: model, then training set
+    button(at, "Open").click().run()
+    assert not at.exception
+    assert "is not a bundled model" in at.error[0].value
+    assert {m.label: m.value for m in at.metric}["Image size"] == "1 x 8 x 8"  # still the tiny model
+
+    at.text_input[0].set_value(at.session_state["model_spec"])
+    at.text_input[1].set_value(str(tmp_path / "no-such-folder"))
+    button(at, "Open").click().run()
+    assert not at.exception
+    assert "does not exist" in at.error[0].value
+
+
+def test_missing_model_is_an_error_not_a_crash(open_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("SIDE_MODEL", str(tmp_path / "missing"))
+    at = open_app()
+    assert not at.exception
+    assert "is not a bundled model" in at.error[0].value
+    assert at.text_input[0].value.endswith("missing")  # the form is there to switch models
