@@ -20,11 +20,9 @@ from pathlib import Path
 
 import torch
 
-from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
-from side_core.data import load_training_set
+from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
-from side_core.models import load_model
-from side_core.pipeline import BUNDLED_STORE, METHODS, Run, extract, guidance_sweep
+from side_core.pipeline import METHODS, Run, extract, guidance_sweep
 from side_core.report import markdown_table, ratios
 from side_core.store import write_json, write_text
 
@@ -33,43 +31,14 @@ log = logging.getLogger("extraction")
 
 
 def parse_args() -> argparse.Namespace:
-    d, c, t, s = ExtractionConfig(), ClusterConfig(), ClassifierTrainConfig(), ExtractionConfig().sample
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="default", help="bundled name, model folder or hub id")
-    p.add_argument("--data", default="default", help="training images: 'default' or a folder")
-    p.add_argument("--n-data", type=int, default=None, help="first N training images")
-    p.add_argument("--n-samples", type=int, default=512, help="N_G per method (default 512; more on a GPU)")
-    p.add_argument("--n-syn", type=int, default=d.n_syn, help=f"plain samples to cluster (default {d.n_syn})")
-    p.add_argument("--feature", default=c.feature, help=f"clustering feature (default {c.feature})")
-    p.add_argument("--k", type=int, default=c.k, help=f"K-means clusters (default {c.k})")
-    p.add_argument("--tau", type=float, default=c.tau, help=f"cohesion filter (default {c.tau})")
-    p.add_argument("--classifier-steps", type=int, default=t.steps, help=f"classifier steps (default {t.steps})")
-    p.add_argument("--guidance-scale", type=float, default=s.guidance_scale, help="lambda for Cond and SIDE")
-    p.add_argument("--guidance-window", type=int, nargs=2, default=s.guidance_window, help="T_LOW T_HIGH")
-    p.add_argument("--steps", type=int, default=s.num_steps, help=f"DDIM steps (default {s.num_steps})")
-    p.add_argument("--seed", type=int, default=d.seed, help="extraction seed")
+    add_extraction_flags(p, report=False, store="runs/benchmark")
+    p.set_defaults(n_samples=512)  # at least 512 per method on CPU; raise it on a GPU
     p.add_argument("--sweeps", action="store_true", help="also sweep the guidance scale and K")
     p.add_argument("--scales", default="0,1,2,5,10,20,50", help="guidance scales for the sweep")
     p.add_argument("--ks", default="10,20,40,80", help="K values for the sweep")
-    p.add_argument("--store", default="runs/benchmark", help="run store; finished stages are reused")
     p.add_argument("--out-dir", default=str(RESULTS), help="where results go")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     return p.parse_args()
-
-
-def config_from(args: argparse.Namespace) -> ExtractionConfig:
-    return ExtractionConfig(
-        n_samples=args.n_samples,
-        n_syn=args.n_syn,
-        cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, seed=args.seed),
-        classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.seed),
-        sample=SampleConfig(
-            num_steps=args.steps,
-            guidance_scale=args.guidance_scale,
-            guidance_window=tuple(args.guidance_window) if args.guidance_window else None,
-        ),
-        seed=args.seed,
-    )
 
 
 def cost_of_extraction(run: Run, report: dict) -> tuple[dict, dict[str, list[int]]]:
@@ -146,10 +115,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
-    model = load_model(args.model)
-    data = load_training_set(args.data, model.channels, model.size, args.n_data)
-    run = Run(args.store, model, data, read_only_roots=(BUNDLED_STORE,))  # reuse the bundled stages
-    config = config_from(args)
+    run = open_run(args, args.store)  # reuses the bundled stages where they match
+    config = extraction_config(args)
     started = time.perf_counter()
     report = extract(run, config, METHODS)
     stk, curves = cost_of_extraction(run, report)

@@ -68,15 +68,14 @@ def _run_train(args: argparse.Namespace) -> None:
     print(folder)
 
 
-def _add_extraction_flags(p: argparse.ArgumentParser, report: bool = True) -> None:
-    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store: str | None = None) -> None:
+    """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
-    d, c, t, s = (
-        ExtractionConfig(),
-        ClusterConfig(),
-        ClassifierTrainConfig(),
-        SampleConfig(guidance_scale=2.0),
-    )
+    ``report``: add --out; else --store, required unless ``store`` gives its default."""
+    from side_core.config import ExtractionConfig
+
+    d = ExtractionConfig()
+    c, t, s = d.cluster, d.classifier_train, d.sample
     p.add_argument(
         "--model",
         default="default",
@@ -97,9 +96,11 @@ def _add_extraction_flags(p: argparse.ArgumentParser, report: bool = True) -> No
         p.add_argument("--out", required=True, help="report folder (report.json, report.md, extractions.png)")
         p.add_argument("--store", default=None, help="run store folder (default OUT/store); finished stages are reused")
     else:
-        p.add_argument("--store", required=True, help="run store folder; finished stages are reused")
+        p.add_argument(
+            "--store", required=store is None, default=store, help="run store folder; finished stages are reused"
+        )
     p.add_argument(
-        "--n-samples", type=int, default=d.n_samples, help=f"N_G, samples per method (default {d.n_samples})"
+        "--n-samples", type=int, default=d.n_samples, help="N_G, samples per method (default %(default)s)"
     )
     p.add_argument(
         "--n-syn",
@@ -169,7 +170,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
         "against the training set.",
     )
     p.add_argument("--method", required=True, choices=("uncond", "cond", "side"), help="extraction method")
-    _add_extraction_flags(p)
+    add_extraction_flags(p)
     p.set_defaults(func=_run_extraction)
 
 
@@ -180,7 +181,7 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
         description="Run all three methods at the same N_G, sampler and seeds, and write "
         "OUT/report.json, OUT/report.md (the table) and OUT/extractions.png.",
     )
-    _add_extraction_flags(p)
+    add_extraction_flags(p)
     p.set_defaults(func=_run_extraction, method=None)
 
 
@@ -192,11 +193,12 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "classifiers, scores of the plain samples) into a run store, so the app opens with nothing to wait "
         "for. This is how assets/store was made.",
     )
-    _add_extraction_flags(p, report=False)
+    add_extraction_flags(p, report=False)
     p.set_defaults(func=_run_prepare)
 
 
-def _open_run(args: argparse.Namespace, store: str | Path):
+def open_run(args: argparse.Namespace, store: str | Path):
+    """The model, training set and run store the extraction flags name."""
     from side_core.data import load_training_set
     from side_core.metrics import Bands
     from side_core.models import load_model
@@ -210,7 +212,8 @@ def _open_run(args: argparse.Namespace, store: str | Path):
     return Run(store, model, data, args.similarity, args.sscd, bands, read_only_roots=read_only)
 
 
-def _extraction_config(args: argparse.Namespace):
+def extraction_config(args: argparse.Namespace):
+    """The ExtractionConfig the extraction flags describe."""
     from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
 
     return ExtractionConfig(
@@ -242,10 +245,10 @@ def _log_classifier_progress(step: int, total: int, loss: float) -> None:
 def _run_prepare(args: argparse.Namespace) -> None:
     from side_core.pipeline import prepare
 
-    run = _open_run(args, args.store)
+    run = open_run(args, args.store)
     prepare(
         run,
-        _extraction_config(args),
+        extraction_config(args),
         sample_progress=_log_sample_progress,
         classifier_progress=_log_classifier_progress,
     )
@@ -259,8 +262,8 @@ def _run_extraction(args: argparse.Namespace) -> None:
     from side_core.store import Stage
 
     out = Path(args.out)
-    run = _open_run(args, args.store or out / "store")
-    config = _extraction_config(args)
+    run = open_run(args, args.store or out / "store")
+    config = extraction_config(args)
     methods = (args.method,) if args.method else METHODS
     report = extract(
         run, config, methods, sample_progress=_log_sample_progress, classifier_progress=_log_classifier_progress
