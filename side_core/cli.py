@@ -99,9 +99,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         p.add_argument(
             "--store", required=store is None, default=store, help="run store folder; finished stages are reused"
         )
-    p.add_argument(
-        "--n-samples", type=int, default=d.n_samples, help="N_G, samples per method (default %(default)s)"
-    )
+    p.add_argument("--n-samples", type=int, default=d.n_samples, help="N_G, samples per method (default %(default)s)")
     p.add_argument(
         "--n-syn",
         type=int,
@@ -259,7 +257,6 @@ def _run_extraction(args: argparse.Namespace) -> None:
 
     from side_core.pipeline import METHODS, best_extractions, extract
     from side_core.report import markdown_table, write_report
-    from side_core.store import Stage
 
     out = Path(args.out)
     run = open_run(args, args.store or out / "store")
@@ -270,7 +267,7 @@ def _run_extraction(args: argparse.Namespace) -> None:
     )
     pairs = {}
     for method, row in report["methods"].items():
-        generation, score = Stage.open(run.root / row["generation"]), Stage.open(run.root / row["score"])
+        generation, score = run.find(row["generation"]), run.find(row["score"])
         generated, training, _, _ = best_extractions(run, generation, score)
         pairs[method] = (generated, training)
     write_report(report, out, args.command_line, pairs)

@@ -111,3 +111,20 @@ def test_every_subcommand_explains_every_flag():
         assert sub.description, name
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings} has no help"
+
+
+@pytest.mark.slow
+def test_stages_in_the_bundled_store_are_used_in_place(
+    compared, bright_dark_model_dir, data_dir, tmp_path, monkeypatch
+):
+    """The CLI reads finished stages from the bundled store (here: the first compare's) and writes
+    only the report into the new folder."""
+    monkeypatch.setattr("side_core.pipeline.BUNDLED_STORE", compared / "store")
+    out = tmp_path / "again"
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--n-samples", "24"]
+    assert main([*args, *TINY, "--out", str(out)]) == 0
+    assert (
+        json.loads((out / "report.json").read_text())["methods"]
+        == json.loads((compared / "report.json").read_text())["methods"]
+    )
+    assert not (out / "store").exists() or not any((out / "store").iterdir())
