@@ -12,10 +12,10 @@ from .helpers import TINY
 
 def test_default_settings_are_the_cli_prepare_defaults():
     """The first screen is instant only if the app asks for the stages `prepare` stored."""
-    from side_core.cli import _extraction_config, build_parser
+    from side_core.cli import build_parser, extraction_config
 
     args = build_parser().parse_args(["prepare", "--store", "unused"])
-    assert SurrogateSettings().config() == _extraction_config(args)
+    assert SurrogateSettings().config() == extraction_config(args)
 
 
 def test_stored_finds_stages_and_never_computes(tiny_model_dir, tiny_data_dir, tiny_store, tmp_path):
