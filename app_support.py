@@ -215,13 +215,16 @@ class SurrogateSettings:
     feature: str = DEFAULT.cluster.feature
     k: int = DEFAULT.cluster.k
     tau: float = DEFAULT.cluster.tau
+    unkept: str = DEFAULT.cluster.unkept
     classifier_steps: int = DEFAULT.classifier_train.steps
 
     def config(self, sample: SampleConfig | None = None, n_samples: int | None = None) -> ExtractionConfig:
         return replace(
             DEFAULT,
             n_syn=int(self.n_syn),
-            cluster=ClusterConfig(feature=self.feature, k=int(self.k), tau=round(float(self.tau), 4)),
+            cluster=ClusterConfig(
+                feature=self.feature, k=int(self.k), tau=round(float(self.tau), 4), unkept=self.unkept
+            ),
             classifier_train=ClassifierTrainConfig(steps=int(self.classifier_steps)),
             sample=sample or DEFAULT.sample,
             n_samples=DEFAULT.n_samples if n_samples is None else int(n_samples),
@@ -518,26 +521,30 @@ def cluster_table(c: Clustering, max_similarity: np.ndarray, bands: Bands) -> li
 
 
 def cluster_map(xy: np.ndarray, c: Clustering, max_similarity: np.ndarray, bands: Bands) -> go.Figure:
-    """Scatter of the samples' 2-D map, one colour per surrogate class; near-copies (high band) are
-    diamonds. custom_data holds [sample id, K-means cluster, nearest similarity] of every point."""
+    """Scatter of the samples' 2-D map, one colour per surrogate class (background grey, behind);
+    near-copies (high band) are diamonds. custom_data holds [sample id, K-means cluster, nearest
+    similarity] of every point."""
     figure = go.Figure()
     is_copy = in_band(max_similarity, bands.high)
-    for k in range(c.n_classes):
-        ids = np.flatnonzero(c.labels == k)
+    traces = [(c.n_classes, "background", {"color": "lightgrey", "opacity": 0.6})] if c.background else []
+    traces += [(k, f"class {k}", {}) for k in range(c.n_classes)]
+    for label, name, colour in traces:
+        ids = np.flatnonzero(c.labels == label)
         figure.add_trace(
             go.Scatter(
                 x=xy[ids, 0],
                 y=xy[ids, 1],
                 mode="markers",
-                name=f"class {k}",
+                name=name,
                 # Plain lists: numpy arrays travel as typed-array dicts and come back that way in selections.
                 customdata=[[int(i), int(c.kmeans_labels[i]), float(max_similarity[i])] for i in ids],
                 marker={
                     "size": 8,
                     "symbol": ["diamond" if is_copy[i] else "circle" for i in ids],
                     "line": {"width": 0},
+                    **colour,
                 },
-                hovertemplate="sample #%{customdata[0]}<br>class " + str(k) + " · K-means cluster %{customdata[1]}"
+                hovertemplate="sample #%{customdata[0]}<br>" + name + " · K-means cluster %{customdata[1]}"
                 "<br>nearest training image %{customdata[2]:.3f}<extra></extra>",
             )
         )

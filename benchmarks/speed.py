@@ -2,25 +2,27 @@
 
     python -m benchmarks.speed [--model default] [--batch 64] [--steps 25] [--repeats 3]
 
-(a) our unguided loop vs diffusers' DDIMPipeline on the same UNet, steps, batch and noise;
-(b) SIDE-guided vs unguided time per image; (c) images/s for sampling and classifier training;
-(d) peak memory. Timings alternate between the contenders and keep each one's best of
-``--repeats``, so a noisy machine hurts both alike. Writes benchmarks/results/speed.json.
+(a) our unguided loop vs diffusers' DDIMPipeline (and DDPMPipeline) on the same UNet, steps,
+batch and noise; (b) SIDE-guided vs unguided time per image, with the default sampler (DDPM);
+(c) images/s for sampling and classifier training; (d) peak memory. Timings alternate between the
+contenders and keep each one's best of ``--repeats``, so a noisy machine hurts all alike. Writes
+benchmarks/results/speed.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import resource
 import time
 from pathlib import Path
 
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from side_core.classifier import SurrogateClassifier, classifier_guidance, train_classifier
-from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
+from side_core.config import ClassifierConfig, ClassifierTrainConfig, ExtractionConfig, SampleConfig
 from side_core.models import load_model
 from side_core.sampling import sample
 from side_core.store import write_json
@@ -45,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help="model to time (bundled name, folder or hub id)")
     parser.add_argument("--batch", type=int, default=64, help="samples per batch (default 64)")
-    parser.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
+    parser.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per contender (best is kept)")
     parser.add_argument("--classifier-steps", type=int, default=50, help="classifier steps to time")
     parser.add_argument("--out", default=str(RESULTS / "speed.json"), help="where to write the JSON")
@@ -61,28 +63,41 @@ def main() -> None:
         .requires_grad_(False)
     )
     targets = torch.arange(args.batch, device=device) % n_classes
-    plain = SampleConfig(num_steps=args.steps, batch_size=args.batch)
-    guided = SampleConfig(num_steps=args.steps, batch_size=args.batch, guidance_scale=1.0)
-    pipe = DDIMPipeline(unet=model.unet, scheduler=DDIMScheduler.from_config(model.scheduler.config))
-    pipe.set_progress_bar_config(disable=True)
+    plain = SampleConfig(num_steps=args.steps, batch_size=args.batch)  # the default sampler
+    ddim = dataclasses.replace(plain, sampler="ddim")
+    ddpm = dataclasses.replace(plain, sampler="ddpm")
+    guided = dataclasses.replace(plain, guidance_scale=ExtractionConfig().sample.guidance_scale)
+    ddim_pipe = DDIMPipeline(unet=model.unet, scheduler=DDIMScheduler.from_config(model.scheduler.config))
+    ddpm_pipe = DDPMPipeline(unet=model.unet, scheduler=DDPMScheduler.from_config(model.scheduler.config))
+    for pipe in (ddim_pipe, ddpm_pipe):
+        pipe.set_progress_bar_config(disable=True)
 
-    def ours():
-        return sample(model, args.batch, plain, torch.Generator().manual_seed(0)).images
+    def ours(config: SampleConfig, guidance=None):
+        return lambda: sample(model, args.batch, config, torch.Generator().manual_seed(0), guidance).images
 
-    def theirs():
-        g = torch.Generator().manual_seed(0)
-        return pipe(batch_size=args.batch, generator=g, num_inference_steps=args.steps, eta=0.0, output_type="pt")
+    def theirs(pipe, **kwargs):
+        return lambda: pipe(
+            batch_size=args.batch,
+            generator=torch.Generator().manual_seed(0),
+            num_inference_steps=args.steps,
+            output_type="pt",
+            **kwargs,
+        )
 
-    def ours_guided():
-        guidance = classifier_guidance(classifier, targets)
-        return sample(model, args.batch, guided, torch.Generator().manual_seed(0), guidance).images
-
-    ours(), theirs(), ours_guided()  # warm-up
-    t_ours, t_theirs, t_guided = float("inf"), float("inf"), float("inf")
-    for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all three
-        t_ours = min(t_ours, best_time(ours, 1))
-        t_theirs = min(t_theirs, best_time(theirs, 1))
-        t_guided = min(t_guided, best_time(ours_guided, 1))
+    contenders = {
+        "ours_ddim": ours(ddim),
+        "diffusers_ddim": theirs(ddim_pipe, eta=0.0),
+        "ours_ddpm": ours(ddpm),
+        "diffusers_ddpm": theirs(ddpm_pipe),
+        "ours_plain": ours(plain),
+        "ours_guided": ours(guided, classifier_guidance(classifier, targets)),
+    }
+    for fn in contenders.values():
+        fn()  # warm-up
+    t = dict.fromkeys(contenders, float("inf"))
+    for _ in range(args.repeats):  # interleaved, so drifts in machine load hit all of them
+        for name, fn in contenders.items():
+            t[name] = min(t[name], best_time(fn, 1))
 
     n_train = 512
     x0 = torch.rand(n_train, model.channels, model.size, model.size) * 2 - 1
@@ -99,11 +114,12 @@ def main() -> None:
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     results = {
-        "loop_vs_diffusers": round(t_ours / t_theirs, 3),
-        "guided_vs_unguided": round(t_guided / t_ours, 3),
-        "sampling_images_per_s": round(args.batch / t_ours, 2),
-        "guided_sampling_images_per_s": round(args.batch / t_guided, 2),
-        "diffusers_images_per_s": round(args.batch / t_theirs, 2),
+        "loop_vs_diffusers": round(t["ours_ddim"] / t["diffusers_ddim"], 3),
+        "loop_vs_diffusers_ddpm": round(t["ours_ddpm"] / t["diffusers_ddpm"], 3),
+        "guided_vs_unguided": round(t["ours_guided"] / t["ours_plain"], 3),
+        "sampling_images_per_s": round(args.batch / t["ours_plain"], 2),
+        "guided_sampling_images_per_s": round(args.batch / t["ours_guided"], 2),
+        "diffusers_ddim_images_per_s": round(args.batch / t["diffusers_ddim"], 2),
         "classifier_training_images_per_s": round(args.classifier_steps * train_config.batch_size / t_train, 1),
         "peak_memory_mib": round(peak, 1),
         "peak_memory_kind": "cuda max_memory_allocated" if torch.cuda.is_available() else "process max RSS",
@@ -111,7 +127,9 @@ def main() -> None:
             "model": model.source,
             "image": [model.channels, model.size, model.size],
             "batch": args.batch,
-            "ddim_steps": args.steps,
+            "steps": args.steps,
+            "sampler": plain.sampler,
+            "guidance_scale": guided.guidance_scale,
             "repeats": args.repeats,
             "device": str(device),
             "torch_threads": torch.get_num_threads(),

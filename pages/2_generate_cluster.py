@@ -6,19 +6,20 @@ from dataclasses import replace
 import streamlit as st
 
 import app_support as app
+from side_core.cluster import UNKEPT
 
 st.title("Generate and cluster")
 st.markdown(
     "The model's plain samples fall into groups. K-means on their features makes those groups explicit; "
-    "clusters whose members agree (cohesion ≥ tau) become **surrogate classes**, and every sample is labelled "
-    "with its nearest kept cluster."
+    "clusters whose members agree (cohesion ≥ tau) become **surrogate classes**. Samples of the other clusters "
+    "get a **background** label that guidance never aims at (or, as in the paper, their nearest class)."
 )
 
 run = app.require_run()
 settings = app.surrogate_settings()
 
 with st.form("generate"):
-    cols = st.columns(4)
+    cols = st.columns(5)
     n_syn = cols[0].number_input(
         "Samples N_syn", min_value=2, max_value=100_000, value=settings.n_syn, step=64, key="n_syn"
     )
@@ -29,10 +30,19 @@ with st.form("generate"):
         help="unet: the model's own mid-block activations; pixels: standardized pixels (the scoring similarity).",
     )
     k = cols[2].number_input("Clusters K", min_value=2, max_value=2000, value=settings.k, key="k")
-    tau = cols[3].slider("Cohesion tau", min_value=0.0, max_value=1.0, value=float(settings.tau), step=0.05, key="tau")
+    tau = cols[3].slider("Cohesion tau", min_value=0.0, max_value=1.0, value=float(settings.tau), step=0.01, key="tau")
+    unkept = cols[4].selectbox(
+        "Samples of dropped clusters",
+        UNKEPT,
+        index=UNKEPT.index(settings.unkept),
+        help="background: one extra label, never a target, so classes stay tight; nearest: the paper's "
+        "relabelling with the nearest kept cluster.",
+    )
     submitted = st.form_submit_button("Generate and cluster", type="primary")
 if submitted:
-    new_settings = replace(settings, n_syn=int(n_syn), feature=feature, k=int(k), tau=round(float(tau), 2))
+    new_settings = replace(
+        settings, n_syn=int(n_syn), feature=feature, k=int(k), tau=round(float(tau), 2), unkept=unkept
+    )
     with app.job():
         app.generate_and_cluster(run, new_settings, app.Progress())
         app.set_surrogate_settings(new_settings)
@@ -85,8 +95,9 @@ st.caption(
 st.subheader("Clusters")
 st.dataframe(app.cluster_table(clustering, max_similarity, bands), hide_index=True)
 st.caption(
-    "Cohesion: mean cosine of members to their centroid. Clusters below tau are dropped; their samples are "
-    "relabelled with the nearest kept cluster. Band columns count members whose nearest training image is in that band."
+    "Cohesion: mean cosine of members to their centroid. Clusters below tau are dropped; their samples get "
+    "the background label (or the nearest class). Band columns count members whose nearest training image is "
+    "in that band."
 )
 
 st.subheader("Samples next to their nearest training images")
@@ -110,7 +121,11 @@ app.show_with_neighbours(
     index[ids],
     bands,
 )
-target = Counter(int(clustering.labels[i]) for i in ids).most_common(1)[0][0]
+classes = Counter(int(clustering.labels[i]) for i in ids if clustering.labels[i] < clustering.n_classes)
+if not classes:
+    st.caption("These samples are all background: select members of a surrogate class to guide toward it.")
+    st.stop()
+target = classes.most_common(1)[0][0]
 if st.button(f"Guide toward class {target}", type="primary", icon=":material/explore:"):
     st.session_state[app.TARGET] = target
     st.switch_page(f"pages/{app.GUIDED_PAGE}")

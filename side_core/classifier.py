@@ -119,11 +119,14 @@ def train_classifier(
     train_config: ClassifierTrainConfig = ClassifierTrainConfig(),
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
+    n_targets: int | None = None,
 ) -> tuple[SurrogateClassifier, ClassifierReport]:
     """Train on labelled clean samples x0 (N, C, H, W) in [-1, 1] with labels (N,) int64.
 
     The time-dependent classifier sees scheduler.add_noise(x0, eps, t), t uniform over the training
     timesteps; the time-blind one sees x0. ``progress(step, total, loss)`` is called every step.
+    Accuracy is reported on held-out samples with labels below ``n_targets`` (default: all), so
+    that a background label, which guidance never aims at, does not inflate it.
     """
     if len(x0) != len(labels):
         raise SideError(f"{len(x0)} samples but {len(labels)} labels: they must match.")
@@ -162,6 +165,8 @@ def train_classifier(
         if progress is not None:
             progress(step, train_config.steps, running)
     model.eval().requires_grad_(False)
+    if n_targets is not None:
+        val_idx = val_idx[labels[val_idx] < n_targets]
     report = evaluate(model, x0[val_idx], labels[val_idx], scheduler, generator)
     report.loss_history = history
     log.info(

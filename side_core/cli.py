@@ -72,6 +72,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
+    from side_core.cluster import UNKEPT
     from side_core.config import ExtractionConfig
 
     d = ExtractionConfig()
@@ -114,6 +115,13 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     )
     p.add_argument("--k", type=int, default=c.k, help=f"K-means clusters (default {c.k})")
     p.add_argument("--tau", type=float, default=c.tau, help=f"cohesion filter in [0, 1] (default {c.tau})")
+    p.add_argument(
+        "--unkept",
+        default=c.unkept,
+        choices=UNKEPT,
+        help="samples of clusters below tau: one background label that is never a target, or the nearest "
+        f"kept cluster as in the paper (default {c.unkept})",
+    )
     p.add_argument(
         "--classifier-steps", type=int, default=t.steps, help=f"classifier training steps (default {t.steps})"
     )
@@ -217,7 +225,7 @@ def extraction_config(args: argparse.Namespace):
     return ExtractionConfig(
         n_samples=args.n_samples,
         n_syn=args.n_syn,
-        cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, seed=args.seed),
+        cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, unkept=args.unkept, seed=args.seed),
         classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.seed),
         sample=SampleConfig(
             sampler=args.sampler,

@@ -1,8 +1,12 @@
 """K-means clustering of sample features into surrogate classes, the cohesion filter, and 2-D maps.
 
 Cohesion of cluster k: the mean cosine similarity of its members' (L2-normalised) features to the
-normalised centroid. Clusters with cohesion >= tau are kept; every sample is then assigned to its
-nearest kept centroid, and the index of that centroid among the kept ones is its surrogate label.
+normalised centroid. Clusters with cohesion >= tau are kept: they are the surrogate classes 0..n-1.
+Samples of the dropped clusters are either relabelled with their nearest kept centroid (SIDE.md
+step 4, ``unkept="nearest"``) or given one extra background label n that is never a target
+(``unkept="background"``). With "nearest", each class also absorbs the loose samples around it, so
+p(class | x) stays broad and guidance toward it yields them too; the background label keeps the
+classes as tight as the filter made them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from side_core.errors import SideError
 
 log = logging.getLogger(__name__)
 
+UNKEPT = ("background", "nearest")  # what happens to samples of clusters below tau
+
 
 @dataclass
 class Clustering:
@@ -25,11 +31,22 @@ class Clustering:
     cohesion: np.ndarray  # (K,) float32 mean member-to-centroid cosine
     sizes: np.ndarray  # (K,) int64 members per K-means cluster
     kept: np.ndarray  # (K_kept,) int64 ids of the clusters with cohesion >= tau
-    labels: np.ndarray  # (N,) int64 surrogate label in [0, K_kept): nearest kept centroid
+    labels: np.ndarray  # (N,) int64 surrogate class in [0, K_kept), or K_kept for background samples
 
     @property
     def n_classes(self) -> int:
+        """Surrogate classes: the targets guidance can aim at."""
         return len(self.kept)
+
+    @property
+    def background(self) -> bool:
+        """Whether some samples carry the extra background label (``n_classes``)."""
+        return bool((self.labels == self.n_classes).any())
+
+    @property
+    def n_labels(self) -> int:
+        """Outputs the classifier needs: the surrogate classes plus background, if any."""
+        return self.n_classes + int(self.background)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k) for k in ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")}
@@ -50,6 +67,8 @@ def validate(config: ClusterConfig, n_samples: int) -> None:
         )
     if not 0.0 <= config.tau <= 1.0:
         raise SideError(f"tau = {config.tau} is outside [0, 1]: cohesion is a cosine in that range.")
+    if config.unkept not in UNKEPT:
+        raise SideError(f"Unknown unkept = '{config.unkept}': use one of {', '.join(UNKEPT)}.")
 
 
 def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
@@ -73,8 +92,20 @@ def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
             f"(cohesion ranges {cohesion.min():.2f}-{cohesion.max():.2f}): lower tau so that at least two "
             "clusters remain."
         )
-    labels = np.argmax(z @ centroids[kept].T, axis=1).astype(np.int64)
-    log.info("K-means K=%d: %d clusters kept at tau=%.2f", config.k, len(kept), config.tau)
+    if config.unkept == "nearest":
+        labels = np.argmax(z @ centroids[kept].T, axis=1).astype(np.int64)
+    else:
+        class_of_cluster = np.full(config.k, len(kept), dtype=np.int64)
+        class_of_cluster[kept] = np.arange(len(kept))
+        labels = class_of_cluster[kmeans_labels]
+    log.info(
+        "K-means K=%d: %d clusters kept at tau=%.2f (%d of %d samples in them)",
+        config.k,
+        len(kept),
+        config.tau,
+        int(np.isin(kmeans_labels, kept).sum()),
+        len(z),
+    )
     return Clustering(kmeans_labels, centroids, cohesion, sizes.astype(np.int64), kept, labels)
 
 

@@ -232,6 +232,8 @@ class Run:
             stage.finish(
                 {
                     "n_classes": c.n_classes,
+                    "background": c.background,
+                    "in_classes": int((c.labels < c.n_classes).sum()),
                     "silhouette": round(silhouette(f, c.kmeans_labels, config.seed), 4),
                     "seconds": round(time.perf_counter() - started, 2),
                 }
@@ -263,7 +265,7 @@ class Run:
     ) -> Stage:
         n_classes = clusters.summary()["n_classes"]
         config = ClassifierConfig(
-            n_classes=n_classes,
+            n_classes=n_classes + int(clusters.summary()["background"]),
             channels=self.model.channels,
             size=self.model.size,
             time_dependent=time_dependent,
@@ -290,6 +292,7 @@ class Run:
                 train_config,
                 device=self.model.device,
                 progress=progress,
+                n_targets=n_classes,
             )
             save_classifier(model, report, stage.path)
             stage.finish(
@@ -437,7 +440,7 @@ def extract(
         shared_seconds = {
             name: getattr(surrogate, name).summary()["seconds"] for name in ("synthetic", "features", "clusters")
         }
-        report["clusters"] = {k: surrogate.clusters.summary()[k] for k in ("n_classes", "silhouette")}
+        report["clusters"] = {k: surrogate.clusters.summary()[k] for k in ("n_classes", "in_classes", "silhouette")}
         report["classifiers"] = {
             m: {k: stage.summary()[k] for k in ("quartiles", "accuracy", "clean_accuracy", "chance")}
             for m, stage in surrogate.classifiers.items()
@@ -475,12 +478,14 @@ def guidance_sweep(
     for scale in scales:
         sample_config = replace(config.sample, guidance_scale=float(scale))
         generation = run.generate(config.n_samples, config.seed, sample_config, surrogate.target(method))
-        summary = run.score(generation).summary()
+        score = run.score(generation)
+        summary = score.summary()
         rows.append(
             {
                 "scale": float(scale),
                 **{k: summary[k] for k in ("ams", "ums", "p95")},
                 "distinct": len(summary["extracted"]),
+                "score": score.path.name,
             }
         )
         say(f"scale {scale}: AMS high {summary['ams']['high']:.1f}%, distinct {rows[-1]['distinct']}")

@@ -78,3 +78,21 @@ def test_clusters_labels_and_cohesion_filter():
     with pytest.raises(SideError, match="lower tau"):
         cluster(rng.normal(size=(30, 16)), ClusterConfig(k=3, tau=0.99))
     assert map_2d(features, "pca").shape == (30, 2)
+
+
+def test_dropped_clusters_become_background_or_join_the_nearest_class():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16))
+    tight = np.concatenate([c + 0.05 * rng.normal(size=(10, 16)) for c in centres[:3]])
+    loose = centres[3] + 0.8 * rng.normal(size=(10, 16))  # a fourth, spread-out group: cohesion below tau
+    features = np.concatenate([tight, loose])
+    background = cluster(features, ClusterConfig(k=4, tau=0.9, unkept="background"))
+    assert background.n_classes == 3 and background.background and background.n_labels == 4
+    assert (background.labels[30:] == 3).all()  # the loose group: the background label, never a class
+    assert sorted(np.unique(background.labels[:30]).tolist()) == [0, 1, 2]
+    nearest = cluster(features, ClusterConfig(k=4, tau=0.9, unkept="nearest"))
+    assert not nearest.background and nearest.n_labels == 3
+    assert (nearest.labels[:30] == background.labels[:30]).all()  # tight members keep their class
+    assert nearest.labels[30:].max() < 3
+    with pytest.raises(SideError, match="Unknown unkept"):
+        cluster(features, ClusterConfig(k=4, tau=0.9, unkept="drop"))

@@ -128,3 +128,35 @@ def test_stages_in_the_bundled_store_are_used_in_place(
         == json.loads((compared / "report.json").read_text())["methods"]
     )
     assert not (out / "store").exists() or not any((out / "store").iterdir())
+
+
+@pytest.mark.slow
+def test_background_samples_train_the_classifier_but_are_never_targets(bright_dark_model_dir, tmp_path):
+    from dataclasses import replace
+
+    from side_core.classifier import load_classifier
+    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+    from side_core.models import load_model
+    from side_core.pipeline import Run, build_surrogate
+
+    run = Run(tmp_path / "store", load_model(bright_dark_model_dir, device="cpu"))
+    config = ExtractionConfig(
+        n_samples=32,
+        n_syn=48,
+        cluster=ClusterConfig(k=6, tau=0.0),
+        classifier_train=ClassifierTrainConfig(steps=20, batch_size=16),
+        sample=SampleConfig(num_steps=4, batch_size=16, guidance_scale=2.0),
+    )
+    # Choose tau between cohesions, so that some clusters are dropped whatever these samples are.
+    cohesion = sorted(run.clustering(build_surrogate(run, config, ()).clusters).cohesion)
+    config = replace(config, cluster=replace(config.cluster, tau=float(cohesion[3])))
+    surrogate = build_surrogate(run, config, ("side",))
+    clustering = run.clustering(surrogate.clusters)
+    assert clustering.background and clustering.n_classes == 3
+    classifier, _ = load_classifier(surrogate.classifiers["side"].path)
+    assert classifier.config.n_classes == clustering.n_classes + 1  # the background output
+    target = surrogate.target("side")
+    assert target.n_classes == clustering.n_classes
+    generation = run.generate(config.n_samples, config.seed, config.sample, target)
+    targets = run.targets(generation)
+    assert len(targets) == 32 and int(targets.max()) < clustering.n_classes
