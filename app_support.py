@@ -520,14 +520,19 @@ def cluster_table(c: Clustering, max_similarity: np.ndarray, bands: Bands) -> li
     return sorted(rows, key=lambda r: (r["surrogate class"] is None, r["surrogate class"] or 0, r["cluster"]))
 
 
+def label_name(c: Clustering, label: int) -> str:
+    """'class 3', or 'background' for the label of samples whose cluster was dropped."""
+    return "background" if label == c.n_classes else f"class {label}"
+
+
 def cluster_map(xy: np.ndarray, c: Clustering, max_similarity: np.ndarray, bands: Bands) -> go.Figure:
     """Scatter of the samples' 2-D map, one colour per surrogate class (background grey, behind);
     near-copies (high band) are diamonds. custom_data holds [sample id, K-means cluster, nearest
     similarity] of every point."""
     figure = go.Figure()
     is_copy = in_band(max_similarity, bands.high)
-    traces = [(c.n_classes, "background", {"color": "lightgrey", "opacity": 0.6})] if c.background else []
-    traces += [(k, f"class {k}", {}) for k in range(c.n_classes)]
+    traces = [(c.n_classes, label_name(c, c.n_classes), {"color": "lightgrey", "opacity": 0.6})] if c.background else []
+    traces += [(k, label_name(c, k), {}) for k in range(c.n_classes)]
     for label, name, colour in traces:
         ids = np.flatnonzero(c.labels == label)
         figure.add_trace(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from side_core.config import ExtractionConfig
+from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import Run, extract
@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--data", default="default", help="the training images ('default' or a folder)")
     parser.add_argument("--n-data", type=int, default=None, help="first N training images (as trained)")
     parser.add_argument("--n-samples", type=int, default=128, help="plain samples per checkpoint")
+    parser.add_argument(
+        "--sampler", default=SampleConfig().sampler, choices=("ddim", "ddpm"), help="plain sampler (%(default)s)"
+    )
     parser.add_argument("--every", type=int, default=1, help="evaluate every n-th checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--store", default="runs/memorization", help="run store (finished stages are reused)")
@@ -47,7 +50,8 @@ def main() -> None:
         started = time.perf_counter()
         model = load_model(folder)
         data = load_training_set(args.data, model.channels, model.size, args.n_data)
-        report = extract(Run(args.store, model, data), ExtractionConfig(n_samples=args.n_samples), ("uncond",))
+        config = ExtractionConfig(n_samples=args.n_samples, sample=SampleConfig(sampler=args.sampler))
+        report = extract(Run(args.store, model, data), config, ("uncond",))
         m = report["methods"]["uncond"]
         step = int(folder.name.split("-")[1])
         row = {

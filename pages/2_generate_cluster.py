@@ -114,9 +114,10 @@ else:
     )
     ids = app.class_examples(run, surrogate, per_class=6)[inspect].tolist()
 ids = ids[:12]
+captions = [f"sample #{i} · {app.label_name(clustering, clustering.labels[i])}" for i in ids]
 app.show_with_neighbours(
     run,
-    [("sample", run.images(surrogate.synthetic)[ids], [f"sample #{i} · class {clustering.labels[i]}" for i in ids])],
+    [("sample", run.images(surrogate.synthetic)[ids], captions)],
     similarity[ids],
     index[ids],
     bands,

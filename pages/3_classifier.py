@@ -22,8 +22,19 @@ if surrogate is None:
     app.page_link(app.CLUSTER_PAGE, "Generate and cluster")
     st.stop()
 
-n_classes = surrogate.clusters.summary()["n_classes"]
-st.caption(f"{n_classes} surrogate classes from {settings.n_syn} samples (K = {settings.k}, tau = {settings.tau:g}).")
+clusters = surrogate.clusters.summary()
+st.caption(
+    f"{clusters['n_classes']} surrogate classes from {settings.n_syn} samples (K = {settings.k}, "
+    f"tau = {settings.tau:g})."
+    + (
+        f" {settings.n_syn - clusters.get('in_classes', settings.n_syn)} samples of dropped clusters carry the "
+        "background label: the classifier learns it too, but guidance never aims at it, and accuracy below is "
+        "measured on class members only. A classifier that often answers 'background' still has a gradient "
+        "toward each class, which is what guidance uses."
+        if clusters.get("background")
+        else ""
+    )
+)
 
 with st.form("train"):
     left, right = st.columns([1, 2])

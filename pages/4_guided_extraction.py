@@ -58,7 +58,9 @@ with st.form("guide"):
         key="window",
     )
     cols = st.columns(3)
-    num_steps = cols[0].number_input("Sampler steps (DDIM)", 1, t_max + 1, defaults.num_steps, key="num_steps")
+    num_steps = cols[0].number_input(
+        f"Sampler steps ({defaults.sample_config().sampler.upper()})", 1, t_max + 1, defaults.num_steps, key="num_steps"
+    )
     n = cols[1].number_input("Samples", 1, 256, defaults.n, key="n")
     seed = cols[2].number_input("Seed", 0, 2**31 - 1, defaults.seed, key="seed")
     submitted = st.form_submit_button("Generate", type="primary", icon=":material/play_arrow:")

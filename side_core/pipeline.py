@@ -262,10 +262,12 @@ class Run:
         train_config: ClassifierTrainConfig = ClassifierTrainConfig(),
         width: int = 32,
         progress: Callable[[int, int, float], None] | None = None,
+        say: Callable[[str], None] = log.info,
     ) -> Stage:
         n_classes = clusters.summary()["n_classes"]
         config = ClassifierConfig(
-            n_classes=n_classes + int(clusters.summary()["background"]),
+            # stores made before the background label have no such key: none of their samples has it
+            n_classes=n_classes + int(clusters.summary().get("background", False)),
             channels=self.model.channels,
             size=self.model.size,
             time_dependent=time_dependent,
@@ -281,6 +283,8 @@ class Run:
             },
         )
         if not stage.done:
+            kind = "time-dependent" if time_dependent else "time-blind"
+            say(f"training the {kind} classifier ({train_config.steps} steps)")
             stage.begin()
             started = time.perf_counter()
             labels = torch.from_numpy(read_array(clusters.file("labels.npy")))
@@ -394,8 +398,6 @@ def build_surrogate(
     classifiers = {}
     for method in ("side", "cond"):
         if method in methods:
-            kind = "time-dependent" if method == "side" else "time-blind"
-            say(f"training the {kind} classifier ({config.classifier_train.steps} steps)")
             classifiers[method] = run.classifier(
                 synthetic,
                 clusters,
@@ -403,6 +405,7 @@ def build_surrogate(
                 train_config=config.classifier_train,
                 width=config.classifier_width,
                 progress=classifier_progress,
+                say=say,
             )
     return Surrogate(synthetic, features, clusters, classifiers)
 
@@ -440,7 +443,7 @@ def extract(
         shared_seconds = {
             name: getattr(surrogate, name).summary()["seconds"] for name in ("synthetic", "features", "clusters")
         }
-        report["clusters"] = {k: surrogate.clusters.summary()[k] for k in ("n_classes", "in_classes", "silhouette")}
+        report["clusters"] = {k: surrogate.clusters.summary().get(k) for k in ("n_classes", "in_classes", "silhouette")}
         report["classifiers"] = {
             m: {k: stage.summary()[k] for k in ("quartiles", "accuracy", "clean_accuracy", "chance")}
             for m, stage in surrogate.classifiers.items()
