@@ -295,6 +295,10 @@ class Progress:
     def fraction(self, done: float, text: str) -> None:
         self.bar.progress(min(max(done, 0.0), 1.0), text=text)
 
+    def hooks(self) -> dict:
+        """The engine's progress callbacks (say, sample_progress, classifier_progress), all to this bar."""
+        return {"say": self.say, "sample_progress": self.sample, "classifier_progress": self.classifier}
+
     def clear(self) -> None:
         self.bar.empty()  # a later update fills the same slot again
 
@@ -326,7 +330,7 @@ class LivePreview:
 
 def generate_and_cluster(run: AppRun, settings: SurrogateSettings, progress: Progress) -> Surrogate:
     """SIDE steps 1-4 for these settings, plus the PCA map and the samples' scores."""
-    surrogate = build_surrogate(run, settings.config(), (), say=progress.say, sample_progress=progress.sample)
+    surrogate = build_surrogate(run, settings.config(), (), **progress.hooks())
     progress.say("PCA map and nearest training images")
     pca_map(run, surrogate)
     run.score(surrogate.synthetic)
@@ -337,14 +341,7 @@ def generate_and_cluster(run: AppRun, settings: SurrogateSettings, progress: Pro
 def train_classifiers(
     run: AppRun, settings: SurrogateSettings, methods: tuple[str, ...], progress: Progress
 ) -> Surrogate:
-    surrogate = build_surrogate(
-        run,
-        settings.config(),
-        methods,
-        say=progress.say,
-        sample_progress=progress.sample,
-        classifier_progress=progress.classifier,
-    )
+    surrogate = build_surrogate(run, settings.config(), methods, **progress.hooks())
     progress.clear()
     return surrogate
 
@@ -430,14 +427,7 @@ class CompareRequest:
 
 
 def run_compare(run: AppRun, settings: SurrogateSettings, request: CompareRequest, progress: Progress) -> dict:
-    report = extract(
-        run,
-        request.config(settings),
-        METHODS,
-        say=progress.say,
-        sample_progress=progress.sample,
-        classifier_progress=progress.classifier,
-    )
+    report = extract(run, request.config(settings), METHODS, **progress.hooks())
     progress.clear()
     return report
 

@@ -264,10 +264,11 @@ class Run:
         progress: Callable[[int, int, float], None] | None = None,
         say: Callable[[str], None] = log.info,
     ) -> Stage:
-        n_classes = clusters.summary()["n_classes"]
+        cluster_summary = clusters.summary()
+        n_classes = cluster_summary["n_classes"]
         config = ClassifierConfig(
             # stores made before the background label have no such key: none of their samples has it
-            n_classes=n_classes + int(clusters.summary().get("background", False)),
+            n_classes=n_classes + int(cluster_summary.get("background", False)),
             channels=self.model.channels,
             size=self.model.size,
             time_dependent=time_dependent,
