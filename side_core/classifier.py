@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from side_core.config import ClassifierConfig, ClassifierTrainConfig
+from side_core.distributed import DataParallel
 from side_core.errors import SideError
 from side_core.sampling import GuidanceFn
-from side_core.store import read_json, read_tensors, write_json, write_tensors
+from side_core.store import finite_or_none, read_json, read_tensors, write_json, write_tensors
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,11 @@ class ClassifierReport:
     loss_history: list[tuple[int, float]]  # (step, smoothed training loss)
 
     def to_dict(self) -> dict:
+        """JSON-able; an accuracy over no held-out samples (NaN) is null."""
         return {
             "quartiles": self.quartiles,
-            "accuracy": self.accuracy,
-            "clean_accuracy": self.clean_accuracy,
+            "accuracy": [finite_or_none(a) for a in self.accuracy],
+            "clean_accuracy": finite_or_none(self.clean_accuracy),
             "chance": self.chance,
             "loss_history": self.loss_history,
         }
@@ -130,15 +132,16 @@ def train_classifier(
     """
     if len(x0) != len(labels):
         raise SideError(f"{len(x0)} samples but {len(labels)} labels: they must match.")
-    if config.n_classes < 2:
-        raise SideError("A surrogate classifier needs at least 2 classes: lower tau or raise K.")
     device = torch.device(device)
     generator = torch.Generator().manual_seed(train_config.seed)
     perm = torch.randperm(len(x0), generator=generator)
     n_val = max(1, int(round(len(x0) * train_config.val_fraction))) if len(x0) >= 10 else 0
     val_idx, train_idx = perm[:n_val], perm[n_val:]
     x_train, y_train = x0[train_idx].to(device), labels[train_idx].to(device)
-    model = SurrogateClassifier(config).to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's global RNG
+        torch.manual_seed(train_config.seed)
+        model = SurrogateClassifier(config).to(device)
+    dp = DataParallel(model)  # DDP over the launched processes, if any (they all call this together)
     opt = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
     n_timesteps = scheduler.config.num_train_timesteps
     running, history = None, []
@@ -155,10 +158,16 @@ def train_classifier(
         # Cosine decay: the last steps refine rather than jump.
         for group in opt.param_groups:
             group["lr"] = train_config.learning_rate * 0.5 * (1 + math.cos(math.pi * step / train_config.steps))
-        loss = F.cross_entropy(model(x, t), y)
+        loss = dp.cross_entropy(x, t, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        loss = dp.global_loss(loss)
+        if not math.isfinite(loss.item()):
+            raise SideError(
+                f"Classifier training diverged (loss {loss.item()} at step {step}): lower the classifier "
+                "learning rate, or check that the generated samples are finite."
+            )
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         if step % 50 == 0 or step == train_config.steps:
             history.append((step, round(running, 4)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from side_core import distributed
 from side_core.errors import SideError
 
 log = logging.getLogger("side_core")
@@ -43,9 +45,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _run_train(args: argparse.Namespace) -> None:
     from side_core.config import TrainConfig, UNetConfig
     from side_core.data import load_training_set
-    from side_core.models import default_device
+    from side_core.models import resolve_device
     from side_core.train import train_ddpm
 
+    if not distributed.is_main():
+        log.warning("DDPM training runs in one process (the main one): this process has nothing to do")
+        return
     config = TrainConfig(
         unet=UNetConfig(sample_size=args.size, channels=args.channels),
         batch_size=args.batch_size,
@@ -55,6 +60,9 @@ def _run_train(args: argparse.Namespace) -> None:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
+    device = resolve_device(args.device)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SideError(f"--out {args.out} is a file: give a folder (it is created, or resumed if it holds a run).")
     data = load_training_set(args.data, args.channels, args.size, args.n_images)
     log.info("training on %s", data.facts())
     every = max(1, args.checkpoint_every // 4)
@@ -63,7 +71,6 @@ def _run_train(args: argparse.Namespace) -> None:
         if p.step % every == 0:
             log.info("step %d  loss %.4f  %.1f min", p.step, p.loss, p.elapsed_s / 60)
 
-    device = args.device or default_device()
     folder = train_ddpm(data, args.out, config, device=device, progress=progress)
     print(folder)
 
@@ -72,8 +79,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
-    from side_core.cluster import UNKEPT
-    from side_core.config import ExtractionConfig
+    from side_core.config import UNKEPT, ExtractionConfig
 
     d = ExtractionConfig()
     c, t, s = d.cluster, d.classifier_train, d.sample
@@ -200,6 +206,16 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "for. This is how assets/store was made.",
     )
     add_extraction_flags(p, report=False)
+    from side_core.pipeline import SWEEP_SCALES
+
+    p.add_argument(
+        "--sweep-scales",
+        type=float,
+        nargs="*",
+        default=list(SWEEP_SCALES),
+        metavar="LAMBDA",
+        help="also run SIDE at these guidance scales at N_G (the app's sweep; default %(default)s; none: skip)",
+    )
     p.set_defaults(func=_run_prepare)
 
 
@@ -249,36 +265,33 @@ def _log_classifier_progress(step: int, total: int, loss: float) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from side_core.pipeline import prepare
+    from side_core.pipeline import guidance_sweep, prepare
 
+    config = extraction_config(args)  # bad settings fail here, before the model loads
     run = open_run(args, args.store)
-    prepare(
-        run,
-        extraction_config(args),
-        sample_progress=_log_sample_progress,
-        classifier_progress=_log_classifier_progress,
-    )
+    prepare(run, config, sample_progress=_log_sample_progress, classifier_progress=_log_classifier_progress)
+    if run.data is not None and args.sweep_scales:
+        guidance_sweep(run, config, tuple(args.sweep_scales), sample_progress=_log_sample_progress)
 
 
 def _run_extraction(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from side_core.pipeline import METHODS, best_extractions, extract
-    from side_core.report import markdown_table, write_report
+    from side_core.pipeline import METHODS, extract
+    from side_core.report import Report, best_pairs, markdown_table, write_report
 
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SideError(f"--out {out} is a file: give a folder for report.json, report.md and extractions.png.")
+    config = extraction_config(args)  # bad settings fail here, before the model loads
     run = open_run(args, args.store or out / "store")
-    config = extraction_config(args)
     methods = (args.method,) if args.method else METHODS
-    report = extract(
-        run, config, methods, sample_progress=_log_sample_progress, classifier_progress=_log_classifier_progress
+    report = Report.from_json(
+        extract(run, config, methods, sample_progress=_log_sample_progress, classifier_progress=_log_classifier_progress)
     )
-    pairs = {}
-    for method, row in report["methods"].items():
-        generation, score = run.find(row["generation"]), run.find(row["score"])
-        generated, training, _, _ = best_extractions(run, generation, score)
-        pairs[method] = (generated, training)
-    write_report(report, out, args.command_line, pairs)
+    if not distributed.is_main():
+        return  # the main process writes the report, once
+    write_report(report, out, args.command_line, best_pairs(run, report))
     print(markdown_table(report))
     print(f"report: {out / 'report.md'}")
 
@@ -297,22 +310,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise SideError(f"--threads {threads}: use a whole number of at least 1 (torch's CPU threads).")
+    torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command_line = "python -m side_core " + shlex.join(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if getattr(args, "threads", None):
-        torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    try:
-        args.func(args)
+    try:  # under accelerate launch / torchrun: join the other processes, and take this one's GPU
+        world = distributed.start(getattr(args, "device", None))
     except SideError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if world.size > 1:
+        args.device = str(world.device)
+    logging.basicConfig(
+        level=(logging.DEBUG if args.verbose else logging.INFO) if world.is_main else logging.WARNING,
+        format=f"%(asctime)s %(levelname)s {world.tag}%(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if world.size == 1 and "ACCELERATE_USE_CPU" in os.environ:
+        log.info("one process: without several GPUs, `accelerate launch` needs --multi_gpu to start several")
+    started = time.perf_counter()
+    try:
+        _set_threads(getattr(args, "threads", None))
+        args.func(args)
+    except SideError as err:
+        print(f"error: {world.tag}{err}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.stop()
     log.info("done in %.1f s", time.perf_counter() - started)
     return 0

@@ -1,21 +1,90 @@
-"""Configuration dataclasses, one per stage. Every field has a default and a one-line why; stage
-folders in the run store are keyed by these values, and checkpoints carry them to rebuild."""
+"""Configuration dataclasses, one per stage. Every field has a one-line why; stage folders in the run
+store are keyed by these values, and checkpoints carry them to rebuild.
+
+The configs are frozen and keyword-only, and check themselves when built: a bad value is a
+:class:`~side_core.errors.SideError` before any work starts, never an hour into a run. Make a changed
+copy with ``dataclasses.replace``.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from side_core.errors import SideError
+
+SAMPLERS = ("ddpm", "ddim")
+FEATURES = ("unet", "pixels", "sscd")
+UNKEPT = ("background", "nearest")  # what happens to samples of clusters below tau
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence and torch accept it; shard seeds stay in 64 bits
 
 
-@dataclass
-class UNetConfig:
-    """A small UNet2DModel that memorizes 100 faces in about half an hour on one CPU core."""
+def check_seed(seed: Any, name: str = "seed") -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise SideError(f"{name} = {seed!r}: use a whole number between 0 and {MAX_SEED}.")
+
+
+def _whole(name: str, value: Any, low: int, high: int | None = None, hint: str = "") -> None:
+    """``value`` is an int in [low, high]."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
+    if not ok:
+        bound = f"of at least {low}" if high is None else f"between {low} and {high}"
+        raise SideError(f"{name} = {value!r}: it must be a whole number {bound}{hint}.")
+
+
+def _real(name: str, value: Any, low: float, high: float | None = None, low_open: bool = False, hint: str = "") -> None:
+    """``value`` is a finite number in [low, high] (or (low, high] when ``low_open``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        above = f"above {low}" if low_open else f"at least {low}"
+        bound = above if high is None else f"{above} and at most {high}"
+        raise SideError(f"{name} = {value!r}: it must be a finite number {bound}{hint}.")
+
+
+def _choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise SideError(f"Unknown {name} {value!r}: use one of {', '.join(map(str, choices))}.")
+
+
+class _Config:
+    """What every config shares: a JSON-able dict (stage keys, checkpoints) and back."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UNetConfig(_Config):
+    """A small UNet2DModel; the defaults are the bundled models' recipe (100 faces, 24x24 grayscale)."""
 
     sample_size: int = 24  # the bundled LFW faces are 25x25; one pixel cropped keeps 24 -> 12 -> 6
     channels: int = 1  # grayscale faces
     block_out_channels: tuple[int, ...] = (32, 64, 64)  # 1.1 M parameters: fast on CPU, enough to copy
     layers_per_block: int = 1
-    attention_at_lowest: bool = True  # attention only at 6x6, where it is cheap
+    attention_at_lowest: bool = True  # attention only at the lowest resolution, where it is cheap
     norm_num_groups: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
+        _choice("channels", self.channels, (1, 3))
+        _whole("layers_per_block", self.layers_per_block, 1)
+        _whole("norm_num_groups", self.norm_num_groups, 1)
+        if not self.block_out_channels or any(
+            not isinstance(c, int) or c < 1 or c % self.norm_num_groups for c in self.block_out_channels
+        ):
+            raise SideError(
+                f"block_out_channels = {self.block_out_channels}: each must be a positive multiple of "
+                f"norm_num_groups = {self.norm_num_groups}."
+            )
+        factor = 2 ** (len(self.block_out_channels) - 1)  # each level after the first halves the image
+        _whole("sample_size (image size)", self.sample_size, factor)
+        if self.sample_size % factor:
+            raise SideError(
+                f"Image size {self.sample_size} cannot be halved {len(self.block_out_channels) - 1} times: use a "
+                f"multiple of {factor} (e.g. {self.sample_size // factor * factor or factor})."
+            )
 
     def unet_kwargs(self) -> dict:
         n = len(self.block_out_channels)
@@ -32,8 +101,8 @@ class UNetConfig:
         }
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(_Config):
     """DDPM training on a small image set, for bundling a model that memorizes."""
 
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -44,22 +113,27 @@ class TrainConfig:
     max_steps: int = 100_000  # an upper bound; --minutes usually stops training first
     max_minutes: float | None = None  # wall-clock budget, so a run fits a session
     checkpoint_every: int = 200  # steps between checkpoints (EMA model folders + resume state)
-    seed: int = 0
+    seed: int = 0  # weight initialisation, batches, noise and timesteps
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        _whole("num_train_timesteps", self.num_train_timesteps, 2)
+        _whole("batch size", self.batch_size, 1)
+        _real("learning rate", self.learning_rate, 0.0, low_open=True)
+        _real("EMA decay", self.ema_decay, 0.0, 1.0, hint=" (0.999 is usual)")
+        _whole("max steps", self.max_steps, 1)
+        if self.max_minutes is not None:
+            _real("minutes", self.max_minutes, 0.0, low_open=True)
+        _whole("checkpoint every", self.checkpoint_every, 1, hint=" (steps between checkpoints)")
+        check_seed(self.seed)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         d = dict(d)
-        unet = dict(d.pop("unet", {}))
-        if "block_out_channels" in unet:
-            unet["block_out_channels"] = tuple(unet["block_out_channels"])
-        return cls(unet=UNetConfig(**unet), **d)
+        return cls(unet=UNetConfig(**d.pop("unet", {})), **d)
 
 
-@dataclass
-class SampleConfig:
+@dataclass(frozen=True, kw_only=True)
+class SampleConfig(_Config):
     """The denoising loop shared by plain and guided sampling."""
 
     # "ddpm" (ancestral) or "ddim" (deterministic). At 25 steps guidance works with DDPM, whose fresh
@@ -67,33 +141,53 @@ class SampleConfig:
     sampler: str = "ddpm"
     num_steps: int = 25  # 25 steps already reproduce memorized faces on the bundled model
     eta: float = 0.0  # DDIM noise; 0 makes the sample a function of its initial noise
-    guidance_scale: float = 0.0  # lambda of SIDE.md step 6; 0 is plain sampling
+    guidance_scale: float = 0.0  # lambda of the paper's guided sampling (Sec. 4); 0 is plain sampling
     guidance_window: tuple[int, int] | None = None  # [t_low, t_high] where guidance acts; None: all
     batch_size: int = 64  # the paper's batch; also the size of one store shard
 
-    def key(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        _choice("sampler", self.sampler, SAMPLERS)
+        _whole("sampler steps", self.num_steps, 1)
+        _real("eta", self.eta, 0.0, 1.0)
+        _real("guidance scale", self.guidance_scale, 0.0, hint="; 0 is plain sampling")
+        if self.guidance_window is not None:
+            window = tuple(self.guidance_window)
+            if len(window) != 2 or not all(isinstance(t, int) and not isinstance(t, bool) for t in window):
+                raise SideError(f"Guidance window {self.guidance_window!r}: give two whole timesteps T_LOW T_HIGH.")
+            if not 0 <= window[0] <= window[1]:
+                raise SideError(f"Guidance window [{window[0]}, {window[1]}]: use 0 <= T_LOW <= T_HIGH.")
+            object.__setattr__(self, "guidance_window", window)
+        _whole("batch size", self.batch_size, 1)
 
 
-@dataclass
-class ClassifierConfig:
-    """The surrogate classifier p_phi(y | x_t, t) (SIDE.md step 5) or its time-blind twin (Cond)."""
+@dataclass(frozen=True, kw_only=True)
+class ClassifierConfig(_Config):
+    """The surrogate classifier p_phi(y | x_t, t) (paper Sec. 4) or its time-blind twin (Cond).
+    Classes, channels and size come from the clustering and the model; they have no default."""
 
-    n_classes: int = 10
-    channels: int = 1
-    size: int = 24
+    n_classes: int
+    channels: int
+    size: int
     time_dependent: bool = True  # False: the Cond baseline, trained on clean images only
     width: int = 32  # channels of the first stage; doubled once further down
     blocks_per_stage: int = 1  # residual blocks per resolution
     n_stages: int = 3  # each stage after the first halves the resolution
     time_embed_dim: int = 64  # sinusoidal t features -> MLP -> FiLM scale and shift
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        _whole("classifier classes", self.n_classes, 2, hint="; lower tau or raise K")
+        _whole("channels", self.channels, 1)
+        _whole("image size", self.size, 1)
+        _whole("classifier width", self.width, 1)
+        _whole("blocks per stage", self.blocks_per_stage, 1)
+        _whole("classifier stages", self.n_stages, 1)
+        _whole("time embedding size", self.time_embed_dim, 2)
+        if self.time_embed_dim % 2:
+            raise SideError(f"time_embed_dim = {self.time_embed_dim}: it must be even (sine and cosine halves).")
 
 
-@dataclass
-class ClassifierTrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class ClassifierTrainConfig(_Config):
     """How the classifier is trained on the labelled synthetic samples."""
 
     steps: int = 1500  # optimizer steps; a few minutes on 2 CPU cores at the defaults
@@ -101,15 +195,20 @@ class ClassifierTrainConfig:
     learning_rate: float = 3e-4  # the paper's 1e-4 is for hours on a GPU; 3e-4 converges in minutes
     weight_decay: float = 0.05
     val_fraction: float = 0.1  # held out to report accuracy per timestep quartile honestly
-    seed: int = 0
+    seed: int = 0  # weight initialisation, the held-out split, batches, noise and timesteps
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        _whole("classifier steps", self.steps, 1, hint=": an untrained classifier cannot guide")
+        _whole("classifier batch size", self.batch_size, 1)
+        _real("classifier learning rate", self.learning_rate, 0.0, low_open=True)
+        _real("weight decay", self.weight_decay, 0.0)
+        _real("held-out fraction", self.val_fraction, 0.0, 0.5)
+        check_seed(self.seed)
 
 
-@dataclass
-class ClusterConfig:
-    """Surrogate labels from K-means on L2-normalised features (SIDE.md steps 2-4)."""
+@dataclass(frozen=True, kw_only=True)
+class ClusterConfig(_Config):
+    """Surrogate labels from K-means on L2-normalised features (paper Sec. 4, steps 2-4)."""
 
     # "pixels", "unet" or "sscd". Pixels: the space the (pixel) similarity scores copies in, as SSCD
     # is for the paper; tight pixel clusters are repeated faces.
@@ -118,15 +217,19 @@ class ClusterConfig:
     # Keep clusters whose mean member-to-centroid cosine is at least tau (paper 0.5, for SSCD). On
     # pixels of the bundled faces cohesion spans 0.78-0.96 at K = 100; 0.89 keeps the tightest 46.
     tau: float = 0.89
-    unkept: str = "background"  # samples of dropped clusters: "background" label, or "nearest" class (SIDE.md)
+    unkept: str = "background"  # samples of dropped clusters: "background" label, or "nearest" class (paper)
     seed: int = 0
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        _choice("feature", self.feature, FEATURES)
+        _whole("K (clusters)", self.k, 2)
+        _real("tau", self.tau, 0.0, 1.0, hint=": cohesion is a cosine")
+        _choice("unkept", self.unkept, UNKEPT)
+        check_seed(self.seed)
 
 
-@dataclass
-class ExtractionConfig:
+@dataclass(frozen=True, kw_only=True)
+class ExtractionConfig(_Config):
     """One extraction experiment: UnCond, Cond and SIDE at the same budget and sampler."""
 
     n_samples: int = 256  # N_G, the budget of every method
@@ -138,5 +241,15 @@ class ExtractionConfig:
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(guidance_scale=4.0))
     seed: int = 0  # extraction seeds; the synthetic set uses seed + 1 so the two never share noise
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        _whole("N_G (samples per method)", self.n_samples, 1)
+        _whole("N_syn (samples to cluster)", self.n_syn, 3)
+        # K-means needs K < N_syn: with K == N_syn every cluster is one sample and the silhouette is undefined.
+        if self.cluster.k >= self.n_syn:
+            raise SideError(
+                f"K = {self.cluster.k} clusters for N_syn = {self.n_syn} samples: K must be smaller than N_syn; "
+                "lower K or raise N_syn (about 40 samples per cluster works well)."
+            )
+        _whole("classifier width", self.classifier_width, 1)
+        check_seed(self.seed)
+        check_seed(self.seed + 1, "seed + 1 (the synthetic set's seed)")

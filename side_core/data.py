@@ -4,11 +4,13 @@ size. The training set is needed only to train a model and to score extractions,
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from side_core.errors import SideError
 from side_core.images import from_uint8
@@ -19,6 +21,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DEFAULT_DATA = "default"
 # scikit-image ships 200 LFW crops: the first 100 are faces, the last 100 are not.
 N_BUNDLED_FACES = 100
+EXIF_ORIENTATION = 0x0112
 
 
 @dataclass
@@ -69,7 +72,7 @@ def load_training_set(
         pixels, names, steps = _bundled_faces()
         source = "bundled LFW faces (scikit-image lfw_subset, first 100)"
     else:
-        pixels, names, steps = _image_folder(Path(spec))
+        pixels, names, steps = _image_folder(Path(spec), size)
         source = str(Path(spec).resolve())
     if n_images is not None:
         pixels, names = pixels[:n_images], names[:n_images]
@@ -87,55 +90,94 @@ def _bundled_faces() -> tuple[np.ndarray, list[str], list[str]]:
     return pixels, names, ["scikit-image lfw_subset() rows 0-99, 25x25 grayscale"]
 
 
-def _image_folder(folder: Path) -> tuple[np.ndarray, list[str], list[str]]:
-    from PIL import Image, UnidentifiedImageError
+def _image_folder(folder: Path, size: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """Every readable image of ``folder`` as (N, side, side, 3) uint8, where side is ``size`` (the
+    model's) or else the most common short side; smaller images are skipped, not upscaled."""
+    from collections import Counter
 
     if not folder.exists():
         raise SideError(f"Image folder {folder} does not exist: give an existing folder or 'default'.")
     if not folder.is_dir():
         raise SideError(f"{folder} is a file, not a folder: give the folder that holds the images.")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    arrays, names, sizes = [], [], set()
+    # Regular files only: a FIFO or device named like an image would block or never end.
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images, names, notes = [], [], Counter()
     for path in files:
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB")
-                arrays.append(np.asarray(im))
-        except (UnidentifiedImageError, OSError) as err:
+            rgb, image_notes = _read_image(path)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             log.warning("skipping unreadable image %s (%s)", path.name, err)
             continue
+        images.append(rgb)
         names.append(path.name)
-        sizes.add(arrays[-1].shape[:2])
-    if not arrays:
+        notes.update(image_notes)
+    if not images:
         raise SideError(
-            f"No readable image in {folder} (looked for {', '.join(IMAGE_SUFFIXES)}): "
+            f"No readable image in {folder} (looked for regular files ending in {', '.join(IMAGE_SUFFIXES)}): "
             "put the training images directly in that folder."
         )
-    # Bring every image to one square size first (center crop, then resize) so they stack.
-    side = min(min(hw) for hw in sizes)
-    arrays = [_square(a, side) for a in arrays]
-    steps = [f"{len(arrays)} images from {folder.name}/ (of {len(files)} files), RGB"]
-    if len(sizes) > 1 or any(h != w for h, w in sizes):
-        steps.append(f"center-cropped to square and resized to {side}x{side} (Lanczos)")
-    return np.stack(arrays), names, steps
+    short_sides = [min(a.shape[:2]) for a in images]
+    side = size if size is not None else Counter(short_sides).most_common(1)[0][0]
+    too_small = [name for name, s in zip(names, short_sides, strict=True) if s < side]
+    if len(too_small) == len(images):
+        raise SideError(
+            f"Every image in {folder} is smaller than {side}x{side} (the largest is {max(short_sides)} pixels on its "
+            "short side): upscaling would invent detail and no copy could be found. Use larger images or a model "
+            "of their size."
+        )
+    for name in too_small:
+        log.warning("skipping %s: smaller than %dx%d, and upscaling would invent detail", name, side, side)
+    kept = [i for i, s in enumerate(short_sides) if s >= side]
+    steps = [f"{len(kept)} images from {folder.name}/ (of {len(files)} files), RGB"]
+    steps += [f"{note} ({count} images)" for note, count in sorted(notes.items())]
+    if too_small:
+        steps.append(f"skipped {len(too_small)} images smaller than {side}x{side}: {', '.join(too_small[:5])}")
+    shapes = {images[i].shape[:2] for i in kept}
+    if shapes != {(side, side)}:
+        steps.append(f"center-cropped to square and brought to {side}x{side} (Lanczos, or a crop of 1-2 pixels)")
+    return np.stack([_square(images[i], side) for i in kept]), [names[i] for i in kept], steps
+
+
+def _read_image(path: Path) -> tuple[np.ndarray, list[str]]:
+    """(H, W, 3) uint8 in display orientation, and what was done to get there (16-bit, alpha, EXIF)."""
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # a bomb is skipped, not decoded
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened)
+            if im is not opened and opened.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                notes.append("rotated or flipped by its EXIF orientation")
+            if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                # 16-bit grayscale: scale 0..65535 to 0..255 (PIL's convert would clip it to white)
+                wide = np.asarray(im, dtype=np.float64)
+                im = Image.fromarray(np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8), "L")
+                notes.append("16-bit grayscale scaled to 8 bits")
+            elif im.mode == "F":
+                im = Image.fromarray(np.clip(np.round(np.asarray(im)), 0, 255).astype(np.uint8), "L")
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(white, rgba)
+                notes.append("transparency composited onto white")
+            return np.asarray(im.convert("RGB")), notes
 
 
 def _square(rgb: np.ndarray, side: int) -> np.ndarray:
-    from PIL import Image
-
     h, w = rgb.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     crop = rgb[top : top + s, left : left + s]
-    if s != side:
+    if s - side > 2:
         crop = np.asarray(Image.fromarray(crop).resize((side, side), Image.LANCZOS))
+    elif s != side:
+        # A pixel or two: crop rather than resample, so pixels stay the originals.
+        top = (s - side) // 2
+        crop = crop[top : top + side, top : top + side]
     return crop
 
 
 def _convert(pixels: np.ndarray, channels: int | None, size: int | None) -> tuple[np.ndarray, list[str]]:
     """(N, H, W, C) uint8 -> (N, size, size, channels) uint8, and the steps taken."""
-    from PIL import Image
-
     steps = []
     c = pixels.shape[-1]
     if channels is not None and channels != c:

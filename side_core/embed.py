@@ -5,20 +5,27 @@
 - ``pixels``: per-image standardized pixels (mean 0, std 1), so that cosine similarity of features
   is the pixel correlation used for scoring.
 - ``sscd``: an SSCD TorchScript descriptor, when the user gives the file (the paper's choice).
+
+Under a launcher (``side_core.distributed``) the ``unet`` and ``sscd`` features split their rows
+between processes in whole batches and gather them, so every batch is exactly the one a single
+process computes. On a GPU both run under float16 autocast: these features only feed K-means, never
+a similarity the metrics measure, so mixed precision cannot move a score.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from side_core.config import FEATURES
+from side_core.distributed import World, all_gather_rows
 from side_core.errors import SideError
 from side_core.models import LoadedModel
 
-FEATURES = ("unet", "pixels", "sscd")
 UNET_FEATURE_T = 50  # small enough that x_t is almost x0, large enough to be in the training range
 # SSCD README preprocessing: resize to 320x320, ImageNet mean/std.
 SSCD_SIZE = 320
@@ -40,21 +47,39 @@ def embed(
     sscd_path: str | Path | None = None,
     batch_size: int = 256,
     seed: int = 0,
+    world: World | None = None,
 ) -> np.ndarray:
-    """(N, C, H, W) float32 in [-1, 1] -> (N, D) float32 features."""
+    """(N, C, H, W) float32 in [-1, 1] -> (N, D) float32 features.
+
+    ``world``: the launched processes, which all call this with the same images and each compute a
+    block of whole batches (None: this process computes every row).
+    """
     if feature == "pixels":
-        return standardize(images).numpy()
+        return standardize(images).numpy()  # cheap: every process computes all rows
+    world = world or World()
+    rows = world.rows(len(images), align=batch_size)
     if feature == "unet":
         if model is None:
             raise SideError("The 'unet' feature needs the model: pass it, or use feature 'pixels'.")
-        return _unet_features(images, model, batch_size, seed)
-    if feature == "sscd":
-        return sscd_descriptors(images, load_sscd(sscd_path), batch_size)
-    raise SideError(f"Unknown feature '{feature}': use one of {', '.join(FEATURES)}.")
+        block = _unet_features(images, model, batch_size, seed, rows)
+    elif feature == "sscd":
+        device = model.device if model is not None else world.device
+        block = sscd_descriptors(images[rows.start : rows.stop], load_sscd(sscd_path, device), batch_size)
+    else:
+        raise SideError(f"Unknown feature '{feature}': use one of {', '.join(FEATURES)}.")
+    return all_gather_rows(block).numpy() if world.size > 1 else block.numpy()
+
+
+def _autocast(device: torch.device) -> torch.autocast | contextlib.nullcontext:
+    """float16 autocast on a GPU (features for clustering only); nothing on a CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
-def _unet_features(images: torch.Tensor, model: LoadedModel, batch_size: int, seed: int) -> np.ndarray:
+def _unet_features(images: torch.Tensor, model: LoadedModel, batch_size: int, seed: int, rows: range) -> torch.Tensor:
+    """(len(rows), D) float32 on the CPU: mid-block activations of ``images[rows]`` noised to t = 50."""
     captured = []
     hook = model.unet.mid_block.register_forward_hook(lambda _m, _i, out: captured.append(out))
     generator = torch.Generator().manual_seed(seed)
@@ -62,18 +87,26 @@ def _unet_features(images: torch.Tensor, model: LoadedModel, batch_size: int, se
     t_feature = min(UNET_FEATURE_T, model.scheduler.config.num_train_timesteps - 1)
     try:
         feats = []
-        for start in range(0, len(images), batch_size):
+        for start in range(0, rows.stop, batch_size):
+            # The noise of batches before this process's block is drawn and dropped, so that each
+            # batch gets the noise it gets in a single process.
+            eps = torch.randn(images[start : start + batch_size].shape, generator=generator)
+            if start < rows.start:
+                continue
             x0 = images[start : start + batch_size].to(model.device)
             t = torch.full((len(x0),), t_feature, device=model.device)
-            eps = torch.randn(x0.shape, generator=generator).to(model.device)
-            model.unet(model.scheduler.add_noise(x0, eps, t), t)
+            with _autocast(model.device):
+                model.unet(model.scheduler.add_noise(x0, eps.to(model.device), t), t)
             feats.append(captured.pop().flatten(1).float().cpu())
     finally:
         hook.remove()
-    return torch.cat(feats).numpy()
+    if not feats:
+        return torch.zeros((0, 0))
+    return torch.cat(feats)
 
 
-def load_sscd(path: str | Path | None) -> torch.jit.ScriptModule:
+def load_sscd(path: str | Path | None, device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    """The SSCD TorchScript model, in eval mode, loaded straight onto ``device``."""
     if path is None:
         raise SideError(
             "The 'sscd' feature needs an SSCD TorchScript file (e.g. sscd_disc_mixup.torchscript.pt): "
@@ -83,7 +116,7 @@ def load_sscd(path: str | Path | None) -> torch.jit.ScriptModule:
     if not path.is_file():
         raise SideError(f"SSCD file {path} does not exist: give the path of the TorchScript file.")
     try:
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        return torch.jit.load(str(path), map_location=torch.device(device)).eval()
     except RuntimeError as err:
         raise SideError(
             f"{path} is not a TorchScript model ({str(err)[:200]}): use SSCD's .torchscript.pt file."
@@ -91,8 +124,13 @@ def load_sscd(path: str | Path | None) -> torch.jit.ScriptModule:
 
 
 @torch.no_grad()
-def sscd_descriptors(images: torch.Tensor, sscd: torch.jit.ScriptModule, batch_size: int = 64) -> np.ndarray:
-    """(N, C, H, W) in [-1, 1] -> (N, D) L2-normalised SSCD descriptors."""
+def sscd_descriptors(
+    images: torch.Tensor, sscd: torch.jit.ScriptModule, batch_size: int = 64, autocast: bool = True
+) -> torch.Tensor:
+    """(N, C, H, W) in [-1, 1] -> (N, D) float32 L2-normalised SSCD descriptors, on the CPU.
+
+    Runs on the device SSCD was loaded on; ``autocast``: float16 there if it is a GPU (for clustering
+    features; the similarity the metrics use passes False)."""
     device = next(sscd.parameters()).device
     mean = torch.tensor(IMAGENET_MEAN, device=device)[None, :, None, None]
     std = torch.tensor(IMAGENET_STD, device=device)[None, :, None, None]
@@ -102,5 +140,7 @@ def sscd_descriptors(images: torch.Tensor, sscd: torch.jit.ScriptModule, batch_s
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         x = F.interpolate(x, size=(SSCD_SIZE, SSCD_SIZE), mode="bilinear", antialias=True, align_corners=False)
-        out.append(F.normalize(sscd((x - mean) / std), dim=1).cpu())
-    return torch.cat(out).numpy()
+        with _autocast(device) if autocast else contextlib.nullcontext():
+            descriptor = sscd((x - mean) / std)
+        out.append(F.normalize(descriptor.float(), dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros((0, 0))

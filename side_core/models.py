@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,31 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_device(spec: str | torch.device | None) -> torch.device:
+    """The torch device ``spec`` names (None: CUDA when present, else CPU), checked to exist here."""
+    if spec is None:
+        return default_device()
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError) as err:
+        raise SideError(f"Unknown device {spec!r}: use 'cpu', 'cuda' or 'cuda:N'.") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SideError(f"Device {spec!r} asked for, but this machine has no usable CUDA GPU: use --device cpu.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SideError(
+                f"Device {spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0."
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise SideError(f"Device {spec!r} asked for, but MPS is not available here: use --device cpu.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise SideError(f"Device {spec!r} is not supported: use 'cpu' or 'cuda'.")
+    return device
+
+
 def load_model(spec: str | os.PathLike = "default", device: str | torch.device | None = None) -> LoadedModel:
     """Load a model from a bundled name, a local folder or a hub id (see the module docstring)."""
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     spec_str = str(spec)
     if spec_str in BUNDLED_MODELS:
         folder = BUNDLED_MODELS[spec_str]
@@ -141,9 +164,64 @@ def _load_folder(folder: Path, source: str) -> LoadedModel:
 
 def _read_config(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SideError(f"{path} is not valid JSON ({err}): re-save the model with diffusers.") from err
+    if not isinstance(config, dict):
+        raise SideError(
+            f"{path} holds a JSON {type(config).__name__}, not an object of settings: re-save the model with diffusers."
+        )
+    return config
+
+
+def _is_whole(value, low: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _check_unet_config(path: Path, config: dict) -> None:
+    """The settings SIDE relies on, checked before diffusers builds the UNet from them."""
+    size = config.get("sample_size")
+    if isinstance(size, (list, tuple)) and len(size) == 2 and all(_is_whole(s) for s in size):
+        if size[0] != size[1]:
+            raise SideError(
+                f"{path}: the model makes {size[0]}x{size[1]} (rectangular) images; SIDE Explorer supports square "
+                "models only (every image is compared at one square size)."
+            )
+        size = size[0]
+    if not _is_whole(size):
+        raise SideError(f"{path}: sample_size = {size!r}; it must be a positive whole number (the image side).")
+    c_in, c_out = config.get("in_channels", 3), config.get("out_channels", 3)
+    if c_in not in (1, 3) or isinstance(c_in, bool):
+        raise SideError(
+            f"{path}: in_channels = {c_in!r}; SIDE works on pixel-space models with 1 (grayscale) or 3 (RGB) "
+            "channels (latent models are not supported)."
+        )
+    if c_out != c_in:
+        raise SideError(
+            f"{path}: out_channels = {c_out!r} differs from in_channels = {c_in}; SIDE needs a model that predicts "
+            "one value per input channel (models that also learn the variance are not supported)."
+        )
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+
+
+def _check_scheduler_config(path: Path, config: dict) -> None:
+    """The schedule settings SIDE uses, checked before diffusers builds the scheduler from them."""
+    steps = config.get("num_train_timesteps", 1000)
+    if not _is_whole(steps, 2):
+        raise SideError(f"{path}: num_train_timesteps = {steps!r}; it must be a whole number of at least 2.")
+    schedule = config.get("beta_schedule", "linear")
+    if schedule not in BETA_SCHEDULES and config.get("trained_betas") is None:
+        raise SideError(f"{path}: unknown beta_schedule {schedule!r}; use one of {', '.join(BETA_SCHEDULES)}.")
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_TYPES:
+        raise SideError(f"{path}: unknown prediction_type {prediction!r}; use one of {', '.join(PREDICTION_TYPES)}.")
+    for name in ("beta_start", "beta_end"):
+        value = config.get(name, 0.0001 if name == "beta_start" else 0.02)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise SideError(f"{path}: {name} = {value!r}; it must be a number between 0 and 1.")
 
 
 def _load_unet(folder: Path) -> tuple[UNet2DModel, Path]:
@@ -154,7 +232,8 @@ def _load_unet(folder: Path) -> tuple[UNet2DModel, Path]:
             f"{folder / 'config.json'} describes a {class_name}; SIDE needs an unconditional "
             "UNet2DModel (conditional and latent models are not supported)."
         )
-    weights = next((folder / name for name in WEIGHT_FILES if (folder / name).exists()), None)
+    _check_unet_config(folder / "config.json", config)
+    weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
     if weights is None:
         raise SideError(
             f"{folder} has config.json but no weights file ({' or '.join(WEIGHT_FILES)}): "
@@ -162,8 +241,12 @@ def _load_unet(folder: Path) -> tuple[UNet2DModel, Path]:
         )
     try:
         unet = UNet2DModel.from_config(config)
-    except (TypeError, ValueError) as err:
-        raise SideError(f"{folder / 'config.json'} is not a valid UNet2DModel config: {err}") from err
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError) as err:
+        # diffusers checks few values itself; these are what a wrong type or value makes it raise
+        raise SideError(
+            f"{folder / 'config.json'} is not a valid UNet2DModel config ({type(err).__name__}: {err}): "
+            "re-save the model with diffusers."
+        ) from err
     state = _read_weights(weights)
     try:
         unet.load_state_dict(state, strict=True)
@@ -171,28 +254,56 @@ def _load_unet(folder: Path) -> tuple[UNet2DModel, Path]:
         raise SideError(
             f"The weights in {weights} do not fit the UNet described by config.json: {str(err)[:300]}"
         ) from err
+    bad = [name for name, tensor in state.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        raise SideError(
+            f"The weights in {weights} hold NaN or infinite values ({len(bad)} tensors, e.g. {bad[0]}): the model "
+            "diverged or the file is damaged; use an earlier checkpoint."
+        )
     return unet, weights
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    """Tensors only: safetensors, or a pickle that ``torch.load(weights_only=True)`` accepts."""
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
 
+        try:
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - safetensors and pickle raise many unrelated types
+        except (SafetensorError, OSError) as err:
+            raise SideError(
+                f"Cannot read weights file {path} ({err}): the file is corrupt or truncated; download or save it again."
+            ) from err
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is long; its reason is the line naming what the unpickler refused
+        reason = next((line.strip() for line in str(err).splitlines() if "Unpickler error" in line), str(err))
         raise SideError(
-            f"Cannot read weights file {path} ({type(err).__name__}: {str(err)[:200]}): the file is "
-            "corrupt or truncated; download or save it again."
+            f"Refused to load {path}: it holds Python objects other than tensors, which could run code when loaded "
+            f"({reason}). Use a safetensors file, or convert this one where you trust it."
         ) from err
+    except (RuntimeError, OSError, EOFError, ValueError) as err:
+        raise SideError(
+            f"Cannot read weights file {path} ({type(err).__name__}: {err}): the file is corrupt or truncated; "
+            "download or save it again."
+        ) from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SideError(f"{path} does not hold a state dict of tensors: save the UNet's weights with diffusers.")
+    return state
 
 
 def _load_scheduler(path: Path) -> DDPMScheduler:
     if not path.exists():
         raise SideError(f"{path} is missing: the model folder needs its scheduler config.")
+    config = _read_config(path)
+    _check_scheduler_config(path, config)
     # Any DDPM-family schedule is expressed as a DDPMScheduler; the sampler converts it as needed.
-    return DDPMScheduler.from_config(_read_config(path))
+    try:
+        return DDPMScheduler.from_config(config)
+    except (TypeError, ValueError, NotImplementedError) as err:
+        raise SideError(f"{path} is not a valid scheduler config ({type(err).__name__}: {err}).") from err
 
 
 def _download_from_hub(repo_id: str) -> Path:

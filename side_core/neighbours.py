@@ -5,19 +5,26 @@ A similarity maps images to unit vectors so that gamma(x, x') is a dot product:
   1 - ||z - z'||^2 / (2D) for standardized images z: a normalised pixel distance that ignores
   brightness and contrast, suited to small images;
 - ``sscd``: cosine similarity of SSCD descriptors (needs the TorchScript file).
-Queries are processed ``chunk`` rows at a time so that 50k x 30k fits any GPU; the per-band
-"hit" flags over training images are accumulated on the way, so UMS is exact without ever holding
-the full similarity matrix.
+Queries are processed ``chunk`` rows at a time, so memory holds one (chunk, M) block of
+similarities and never the (N, M) matrix: 50,000 x 25,000 on a GPU needs ~100 MB at chunk 1,024. The
+per-band "hit" flags over training images are accumulated on the way, so UMS is exact. Queries may
+arrive in blocks (:class:`QueryBlocks`, e.g. one per store shard), so that N_G never sits in memory
+at once; under a launcher each process searches a contiguous run of blocks and the results are
+gathered in order, equal bit for bit to one process's. The search stays in float32 (no reduced
+precision): band edges are 1e-6 apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from side_core.distributed import World, all_gather_rows, all_reduce_min
 from side_core.embed import load_sscd, sscd_descriptors, standardize
 from side_core.errors import SideError
 from side_core.metrics import Bands, in_band
@@ -30,27 +37,52 @@ class Similarity:
     name: str
     preprocessing: str
     sscd_path: str | None = None
+    # SSCD, loaded once (on the run's device) by make_similarity and reused for every call
+    sscd: torch.jit.ScriptModule | None = field(default=None, repr=False, compare=False)
 
     def vectors(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) in [-1, 1] -> (N, D) float32 unit vectors."""
+        """(N, C, H, W) in [-1, 1] -> (N, D) float32 unit vectors, on the CPU."""
         if self.name == "pixel":
             z = standardize(images)
             return z / z.shape[1] ** 0.5
-        return torch.from_numpy(sscd_descriptors(images, load_sscd(self.sscd_path)))
+        if self.sscd is None:
+            self.sscd = load_sscd(self.sscd_path)
+        # full precision: these vectors are what the metrics measure
+        return sscd_descriptors(images, self.sscd, autocast=False)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "preprocessing": self.preprocessing}
 
 
-def make_similarity(name: str = "pixel", sscd_path: str | Path | None = None) -> Similarity:
+def make_similarity(
+    name: str = "pixel", sscd_path: str | Path | None = None, device: str | torch.device = "cpu"
+) -> Similarity:
+    """A similarity; ``sscd`` loads the TorchScript file now (a missing file fails before any
+    generation), once, onto ``device``."""
     if name == "pixel":
         return Similarity("pixel", "Pearson correlation of pixels (each image standardized to mean 0, std 1)")
     if name == "sscd":
-        load_sscd(sscd_path)  # fail now, not after generation, if the file is missing
         return Similarity(
-            "sscd", "SSCD descriptor cosine; images resized to 320x320, ImageNet mean/std", str(sscd_path)
+            "sscd",
+            "SSCD descriptor cosine; images resized to 320x320, ImageNet mean/std",
+            str(sscd_path),
+            load_sscd(sscd_path, device),
         )
     raise SideError(f"Unknown similarity '{name}': use one of {', '.join(SIMILARITIES)}.")
+
+
+@dataclass(frozen=True)
+class QueryBlocks:
+    """Queries that arrive block by block (e.g. one block per store shard), loaded only when searched."""
+
+    sizes: tuple[int, ...]  # rows of each block
+    load: Callable[[int], torch.Tensor]  # block index -> (sizes[i], D) float32 unit vectors
+
+    @classmethod
+    def split(cls, queries: torch.Tensor, rows: int) -> QueryBlocks:
+        """Blocks of ``rows`` rows of a tensor already in memory."""
+        sizes = tuple(min(rows, len(queries) - s) for s in range(0, len(queries), rows))
+        return cls(sizes, lambda i: queries[i * rows : i * rows + sizes[i]])
 
 
 @dataclass
@@ -71,52 +103,77 @@ class NeighbourResult:
 
 
 def search(
-    queries: torch.Tensor,
+    queries: torch.Tensor | QueryBlocks,
     train: torch.Tensor,
     k: int = 1,
     bands: Bands | None = None,
     chunk: int = 1024,
     device: str | torch.device | None = None,
+    world: World | None = None,
 ) -> NeighbourResult:
-    """Top-k training neighbours of every query, from (N, D) and (M, D) unit vectors."""
+    """Top-k training neighbours of every query, from (N, D) queries and (M, D) training unit vectors.
+
+    ``world``: the launched processes, which all call this with the same arguments; each searches a
+    contiguous run of blocks and every process gets the whole result.
+    """
     if len(train) == 0:
         raise SideError("The training set is empty: give at least one training image.")
-    device = torch.device(device) if device is not None else queries.device
+    if chunk < 1:
+        raise SideError(f"The search chunk must be at least 1 row (got {chunk}).")
+    world = world or World()
+    if isinstance(queries, torch.Tensor):
+        device = torch.device(device) if device is not None else queries.device
+        queries = QueryBlocks.split(queries, chunk)
+    else:
+        device = torch.device(device) if device is not None else torch.device("cpu")
+    n = sum(queries.sizes)
+    offsets = [0, *accumulate(queries.sizes)]
     k = min(k, len(train))
     train = train.to(device)
-    first_hit = {
-        name: torch.full((len(train),), -1, dtype=torch.long, device=device)
-        for name, _ in (bands.items() if bands else [])
-    }
-    sims, idxs = [], []
-    for start in range(0, len(queries), chunk):
-        s = queries[start : start + chunk].to(device) @ train.T  # (chunk, M)
-        top = s.topk(k, dim=1)
-        sims.append(top.values.cpu())
-        idxs.append(top.indices.cpu())
-        for name, band in bands.items() if bands else []:
-            inside = in_band(s, band)
-            # argmax of a bool column is its first True; keep only images not hit by earlier chunks
-            first_here = inside.to(torch.uint8).argmax(dim=0) + start
-            new = inside.any(dim=0) & (first_hit[name] < 0)
-            first_hit[name][new] = first_here[new]
+    # first query in the band with each training image; n (past the end) until one is found
+    first_hit = {name: torch.full((len(train),), n, dtype=torch.long, device=device) for name, _ in _items(bands)}
+    sims, idxs = [torch.zeros((0, k))], [torch.zeros((0, k), dtype=torch.long)]
+    for block in world.rows(len(queries.sizes)):
+        q_block = queries.load(block)
+        for start in range(0, len(q_block), chunk):
+            s = q_block[start : start + chunk].to(device, torch.float32) @ train.T  # (chunk, M)
+            top = s.topk(k, dim=1)
+            sims.append(top.values.cpu())
+            idxs.append(top.indices.cpu())
+            for name, band in _items(bands):
+                inside = in_band(s, band)
+                # argmax of a bool column is its first True; earlier chunks already hold smaller indices
+                first_here = inside.to(torch.uint8).argmax(dim=0) + offsets[block] + start
+                hit = inside.any(dim=0)
+                first_hit[name][hit] = torch.minimum(first_hit[name][hit], first_here[hit])
+    similarity, index = torch.cat(sims), torch.cat(idxs)
+    if world.size > 1:
+        similarity, index = all_gather_rows(similarity), all_gather_rows(index)
+        first_hit = {name: all_reduce_min(f) for name, f in first_hit.items()}
     return NeighbourResult(
-        torch.cat(sims).numpy() if sims else np.zeros((0, k), np.float32),
-        torch.cat(idxs).numpy() if idxs else np.zeros((0, k), np.int64),
-        {name: f.cpu().numpy() for name, f in first_hit.items()},
+        similarity.numpy(),
+        index.numpy(),
+        {name: torch.where(f < n, f, -1).cpu().numpy() for name, f in first_hit.items()},
     )
 
 
-def train_nn_similarity(train: torch.Tensor, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def _items(bands: Bands | None) -> list[tuple[str, tuple[float, float | None]]]:
+    return bands.items() if bands else []
+
+
+def train_nn_similarity(
+    train: torch.Tensor, chunk: int = 1024, device: str | torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each training vector's similarity to, and index of, its nearest *other* training vector."""
     if len(train) < 2:
         raise SideError("Need at least 2 training images to compare them with each other.")
+    train = train.to(device) if device is not None else train
     sims, idxs = [], []
     for start in range(0, len(train), chunk):
         s = train[start : start + chunk] @ train.T
-        rows = torch.arange(len(s))
+        rows = torch.arange(len(s), device=s.device)
         s[rows, rows + start] = -float("inf")  # exclude each image itself
         top = s.max(dim=1)
-        sims.append(top.values)
-        idxs.append(top.indices)
+        sims.append(top.values.cpu())
+        idxs.append(top.indices.cpu())
     return torch.cat(sims).numpy(), torch.cat(idxs).numpy()

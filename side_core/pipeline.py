@@ -10,15 +10,18 @@ stage's inputs, so asking again returns the stored result at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+from side_core import distributed
 from side_core.classifier import (
     classifier_guidance,
     load_classifier,
@@ -32,21 +35,37 @@ from side_core.config import (
     ClusterConfig,
     ExtractionConfig,
     SampleConfig,
+    check_seed,
 )
 from side_core.data import TrainingSet
-from side_core.embed import embed
+from side_core.embed import embed, load_sscd
 from side_core.errors import SideError
-from side_core.metrics import Bands, bands_from_train, summarize
+from side_core.metrics import BAND_RULE, Bands, bands_from_train, summarize
 from side_core.models import ASSETS, LoadedModel
-from side_core.neighbours import make_similarity, search, train_nn_similarity
+from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
 from side_core.sampling import SampleProgress, sample, validate
-from side_core.store import Stage, read_array, read_tensors, stage_key, write_array, write_tensors
+from side_core.store import (
+    Stage,
+    finite_or_none,
+    read_array,
+    read_tensors,
+    stage_key,
+    write_array,
+    write_tensors,
+)
 
 log = logging.getLogger(__name__)
 
 METHODS = ("uncond", "cond", "side")
 # The precomputed surrogate stages of the bundled default model (`python -m side_core prepare`).
 BUNDLED_STORE = ASSETS / "store"
+# Guidance scales of the app's default sweep; `prepare` stores them for the bundled model.
+SWEEP_SCALES = (0.0, 1.0, 2.0, 4.0, 8.0)
+T = TypeVar("T")
+
+
+class NotStored(Exception):
+    """Raised inside :meth:`Run.stored` at the first stage that would have to be made."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,14 @@ class Target:
     classifier: str  # the classifier stage folder name (its inputs key)
     n_classes: int
     cls: int | None = None  # None: each sample draws its class uniformly (the paper's protocol)
+
+    def __post_init__(self) -> None:
+        if self.cls is not None and (isinstance(self.cls, bool) or not 0 <= self.cls < self.n_classes):
+            raise SideError(f"Class {self.cls!r} does not exist: the surrogate classes are 0 to {self.n_classes - 1}.")
+
+
+def _listing(damaged: dict[str, str]) -> str:
+    return "; ".join(f"{name} {why}" for name, why in damaged.items())
 
 
 def shard_seed(seed: int, index: int) -> int:
@@ -82,7 +109,7 @@ class Run:
         self.read_only_roots = tuple(Path(r) for r in read_only_roots)
         self.model = model
         self.data = data
-        self.similarity = make_similarity(similarity, sscd_path)
+        self.similarity = make_similarity(similarity, sscd_path, device=model.device)
         self.sscd_path = str(sscd_path) if sscd_path else None
         self.fixed_bands = bands
         if data is not None and (data.channels, data.size) != (model.channels, model.size):
@@ -92,20 +119,62 @@ class Run:
             )
 
     def stage(self, name: str, inputs: dict, model_specific: bool = True) -> Stage:
-        """The stage for these inputs: finished in a read-only root, or (new or finished) under root."""
+        """The stage for these inputs: finished and intact in a read-only root, or (new or finished)
+        under root. A finished stage whose files no longer match its manifest is named in a warning,
+        reopened and made again (a read-only copy is left alone and remade under root)."""
         if model_specific:
             inputs = {"model": self.model.fingerprint, **inputs}
         for root in self.read_only_roots:
             stage = Stage(root, name, inputs)
             if stage.done:
+                damaged = stage.damage()
+                if not damaged:
+                    return stage
+                log.warning("%s is damaged (%s): making it again under %s", stage.path, _listing(damaged), self.root)
+        stage = Stage(self.root, name, inputs)
+        if stage.done:
+            damaged = stage.damage()
+            if damaged:
+                log.warning(
+                    "%s is damaged (%s): discarding those files and making them again", stage.path, _listing(damaged)
+                )
+                stage.reopen(damaged)
+        return stage
+
+    def _build(self, stage: Stage, make: Callable[[Stage], dict], together: bool = False) -> Stage:
+        """Make an unfinished stage under its lock: ``make(stage)`` writes the files and returns the
+        summary. A process that waited for the lock finds the stage done and reuses it.
+
+        ``together``: under a launcher every process runs ``make`` (it splits rows between them or
+        trains with DDP); the main process holds the lock and finishes the stage, ``make`` writes
+        only there, and the others wait for it."""
+        world = distributed.current() if together else distributed.World()
+        if stage.done and world.size == 1:
+            return stage
+        with stage.lock() if world.is_main else contextlib.nullcontext():
+            if world.agree(stage.done):  # the main process's answer, under its lock: all take one branch
                 return stage
-        return Stage(self.root, name, inputs)
+            if world.is_main:
+                stage.begin()
+            started = time.perf_counter()
+            summary = make(stage)
+            if world.is_main:
+                stage.finish({**summary, "seconds": round(time.perf_counter() - started, 2)})
+        world.barrier()
+        return stage
 
     def find(self, stage_name: str) -> Stage:
-        """Reopen a stage by its folder name (as stored in reports and targets)."""
+        """Reopen a finished stage by its folder name (as stored in reports and targets)."""
         for root in (self.root, *self.read_only_roots):
             if (root / stage_name / "inputs.json").exists():
-                return Stage.open(root / stage_name)
+                stage = Stage.open(root / stage_name)
+                damaged = stage.damage() if stage.done else {}
+                if damaged:
+                    raise SideError(
+                        f"Stage {stage.path} is damaged ({_listing(damaged)}): run the command that made it "
+                        "again, which repairs it."
+                    )
+                return stage
         raise SideError(f"Stage {stage_name} is not in {self.root}: run the stage that makes it first.")
 
     # -- 1. generation -------------------------------------------------------------------------
@@ -118,18 +187,22 @@ class Run:
         capture_steps: tuple[int, ...] = (),
         progress: Callable[[SampleProgress], None] | None = None,
         shards: range | None = None,
+        poll_seconds: float = 0.5,
     ) -> Stage:
         """Generate ``n`` samples in shards of ``config.batch_size`` with per-shard seeds.
 
-        Existing shards are kept (an interrupted generation resumes); ``shards`` restricts this
-        call to some shard indices, so several processes can fill one run; the stage is finished
-        once every shard exists.
+        Each shard is claimed before it is made, so processes sharing the store split the work
+        between them; verified shards are kept (an interrupted generation resumes) and damaged ones
+        are made again. ``shards`` restricts this call to some shard indices (a static split between
+        processes); the call returns once its shards exist, and the stage is finished by whichever
+        process sees every shard verified.
         """
         validate(self.model, config, n)
+        check_seed(seed)
         if target is None:
             # Plain sampling ignores guidance settings: share one stage whatever they are.
             config = replace(config, guidance_scale=0.0, guidance_window=None)
-        inputs = {"n": n, "seed": seed, "sample": config.key(), "target": asdict(target) if target else None}
+        inputs = {"n": n, "seed": seed, "sample": config.to_dict(), "target": asdict(target) if target else None}
         if capture_steps:
             inputs["capture_steps"] = list(capture_steps)
         stage = self.stage("generate", inputs)
@@ -141,43 +214,89 @@ class Run:
         if target is not None and config.guidance_scale > 0:
             guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device)
         started = time.perf_counter()
-        for i in shards if shards is not None else range(n_shards):
-            if stage.shard(i).exists():
-                continue
-            size = min(config.batch_size, n - i * config.batch_size)
-            tensors = {}
-            guidance = None
-            if target is not None:
-                if target.cls is not None:
-                    targets = torch.full((size,), target.cls, dtype=torch.long)
-                else:
-                    rng = np.random.default_rng([seed, i, 1])
-                    targets = torch.from_numpy(rng.integers(0, target.n_classes, size))
-                tensors["targets"] = targets
-                if guide_model is not None:
-                    guidance = classifier_guidance(guide_model, targets.to(self.model.device))
-            shard_progress = None
-            if progress is not None:
-
-                def shard_progress(p: SampleProgress, i: int = i) -> None:
-                    progress(replace(p, batch=i, n_batches=n_shards))
-
-            result = sample(
-                self.model,
-                size,
-                config,
-                torch.Generator().manual_seed(shard_seed(seed, i)),
-                guidance=guidance,
-                progress=shard_progress,
-                capture_steps=capture_steps,
-            )
-            tensors["images"] = result.images
-            for t, frame in result.frames.items():
-                tensors[f"frame_{t:04d}"] = frame
-            write_tensors(stage.shard(i), tensors)
-        if all(stage.shard(i).exists() for i in range(n_shards)):
-            stage.finish({"n": n, "n_shards": n_shards, "seconds": round(time.perf_counter() - started, 2)})
+        world = distributed.current()  # launched processes make shards i = rank (mod world size)
+        pending = list(shards if shards is not None else world.shards(n_shards))
+        while pending:
+            busy = []  # shards another process is making
+            for i in pending:
+                if stage.shard_ok(i):
+                    continue
+                with stage.claim_shard(i) as mine:
+                    if not mine:
+                        busy.append(i)
+                        continue
+                    problem = stage.shard_problem(i)  # again: another process may have just made it
+                    if problem is None:
+                        continue
+                    if problem != "missing":
+                        log.warning("shard %s %s: making it again", stage.shard(i), problem)
+                    tensors = self._make_shard(
+                        i,
+                        n=n,
+                        seed=seed,
+                        config=config,
+                        target=target,
+                        guide_model=guide_model,
+                        capture_steps=capture_steps,
+                        progress=progress,
+                    )
+                    stage.write_shard(i, tensors)
+            pending = busy
+            if busy:
+                time.sleep(poll_seconds)
+        if shards is None:
+            world.barrier()  # every process's shards are made
+        if all(stage.shard_ok(i) for i in range(n_shards)):
+            with stage.lock():
+                if not stage.done:
+                    stage.finish({"n": n, "n_shards": n_shards, "seconds": round(time.perf_counter() - started, 2)})
         return stage
+
+    def _make_shard(
+        self,
+        i: int,
+        *,
+        n: int,
+        seed: int,
+        config: SampleConfig,
+        target: Target | None,
+        guide_model: torch.nn.Module | None,
+        capture_steps: tuple[int, ...],
+        progress: Callable[[SampleProgress], None] | None,
+    ) -> dict[str, torch.Tensor]:
+        """Shard ``i``: its samples, targets and captured frames, a function of (seed, i) only."""
+        n_shards = -(-n // config.batch_size)
+        size = min(config.batch_size, n - i * config.batch_size)
+        tensors = {}
+        guidance = None
+        if target is not None:
+            if target.cls is not None:
+                targets = torch.full((size,), target.cls, dtype=torch.long)
+            else:
+                rng = np.random.default_rng([seed, i, 1])
+                targets = torch.from_numpy(rng.integers(0, target.n_classes, size))
+            tensors["targets"] = targets
+            if guide_model is not None:
+                guidance = classifier_guidance(guide_model, targets.to(self.model.device))
+        shard_progress = None
+        if progress is not None:
+
+            def shard_progress(p: SampleProgress) -> None:
+                progress(replace(p, batch=i, n_batches=n_shards))
+
+        result = sample(
+            self.model,
+            size,
+            config,
+            torch.Generator().manual_seed(shard_seed(seed, i)),
+            guidance=guidance,
+            progress=shard_progress,
+            capture_steps=capture_steps,
+        )
+        tensors["images"] = result.images
+        for t, frame in result.frames.items():
+            tensors[f"frame_{t:04d}"] = frame
+        return tensors
 
     def images(self, stage: Stage) -> torch.Tensor:
         """(N, C, H, W) float32 in [-1, 1]: a generation stage's samples, in order."""
@@ -210,35 +329,32 @@ class Run:
                 "sscd": self.sscd_path if feature == "sscd" else None,
             },
         )
-        if not stage.done:
-            stage.begin()
-            started = time.perf_counter()
-            write_array(
-                stage.file("features.npy"),
-                embed(self.images(generation), feature, self.model, self.sscd_path),
-            )
-            stage.finish({"seconds": round(time.perf_counter() - started, 2)})
-        return stage
+
+        def make(stage: Stage) -> dict:
+            features = embed(self.images(generation), feature, self.model, self.sscd_path, world=distributed.current())
+            if not distributed.is_main():
+                return {}
+            write_array(stage.file("features.npy"), features)
+            return {}
+
+        return self._build(stage, make, together=True)
 
     def cluster(self, features: Stage, config: ClusterConfig) -> Stage:
         stage = self.stage("cluster", {"features": features.path.name, **config.to_dict()})
-        if not stage.done:
-            stage.begin()
-            started = time.perf_counter()
+
+        def make(stage: Stage) -> dict:
             f = read_array(features.file("features.npy"))
             c = cluster(f, config)
             for name, array in c.to_arrays().items():
                 write_array(stage.file(f"{name}.npy"), array)
-            stage.finish(
-                {
-                    "n_classes": c.n_classes,
-                    "background": c.background,
-                    "in_classes": int((c.labels < c.n_classes).sum()),
-                    "silhouette": round(silhouette(f, c.kmeans_labels, config.seed), 4),
-                    "seconds": round(time.perf_counter() - started, 2),
-                }
-            )
-        return stage
+            return {
+                "n_classes": c.n_classes,
+                "background": c.background,
+                "in_classes": int((c.labels < c.n_classes).sum()),
+                "silhouette": finite_or_none(round(silhouette(f, c.kmeans_labels, config.seed), 4)),
+            }
+
+        return self._build(stage, make)
 
     def clustering(self, stage: Stage) -> Clustering:
         fields = ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")
@@ -246,12 +362,12 @@ class Run:
 
     def map2d(self, features: Stage, method: str = "umap", seed: int = 0) -> Stage:
         stage = self.stage("map", {"features": features.path.name, "method": method, "seed": seed})
-        if not stage.done:
-            stage.begin()
-            started = time.perf_counter()
+
+        def make(stage: Stage) -> dict:
             write_array(stage.file("xy.npy"), map_2d(read_array(features.file("features.npy")), method, seed))
-            stage.finish({"seconds": round(time.perf_counter() - started, 2)})
-        return stage
+            return {}
+
+        return self._build(stage, make)
 
     # -- 3. classifiers --------------------------------------------------------------------------
     def classifier(
@@ -274,20 +390,19 @@ class Run:
             time_dependent=time_dependent,
             width=width,
         )
-        stage = self.stage(
-            "classifier",
-            {
-                "generation": generation.path.name,
-                "clusters": clusters.path.name,
-                "config": config.to_dict(),
-                "train": train_config.to_dict(),
-            },
-        )
-        if not stage.done:
+        inputs = {
+            "generation": generation.path.name,
+            "clusters": clusters.path.name,
+            "config": config.to_dict(),
+            "train": train_config.to_dict(),
+            # the weight initialisation is drawn from train.seed (classifiers of older stores were not)
+            "seeded_init": True,
+        }
+        stage = self.stage("classifier", inputs)
+
+        def make(stage: Stage) -> dict:
             kind = "time-dependent" if time_dependent else "time-blind"
             say(f"training the {kind} classifier ({train_config.steps} steps)")
-            stage.begin()
-            started = time.perf_counter()
             labels = torch.from_numpy(read_array(clusters.file("labels.npy")))
             model, report = train_classifier(
                 self.images(generation),
@@ -299,15 +414,12 @@ class Run:
                 progress=progress,
                 n_targets=n_classes,
             )
+            if not distributed.is_main():
+                return {}
             save_classifier(model, report, stage.path)
-            stage.finish(
-                {
-                    "n_classes": n_classes,
-                    "seconds": round(time.perf_counter() - started, 2),
-                    **report.to_dict(),
-                }
-            )
-        return stage
+            return {"n_classes": n_classes, **report.to_dict()}
+
+        return self._build(stage, make, together=True)
 
     # -- 4. scoring ------------------------------------------------------------------------------
     def reference(self) -> Stage:
@@ -318,18 +430,20 @@ class Run:
             "data": stage_key({"facts": self.data.facts(), "names": self.data.names}),
             "similarity": self.similarity.to_dict(),
             "bands": self.fixed_bands.to_dict() if self.fixed_bands else None,
+            "band_rule": None if self.fixed_bands else BAND_RULE,
         }
         stage = self.stage("reference", inputs, model_specific=False)
-        if not stage.done:
-            stage.begin()
+
+        def make(stage: Stage) -> dict:
             vectors = self.similarity.vectors(self.data.images)
-            nn_sim, nn_idx = train_nn_similarity(vectors)
+            nn_sim, nn_idx = train_nn_similarity(vectors, device=self.model.device)
             bands = self.fixed_bands or bands_from_train(nn_sim)
             write_tensors(stage.file("vectors.safetensors"), {"vectors": vectors})
             write_array(stage.file("nn_similarity.npy"), nn_sim)
             write_array(stage.file("nn_index.npy"), nn_idx)
-            stage.finish({"bands": bands.to_dict(), "n_train": len(self.data)})
-        return stage
+            return {"bands": bands.to_dict(), "n_train": len(self.data)}
+
+        return self._build(stage, make)
 
     def bands(self) -> Bands:
         b = self.reference().summary()["bands"]
@@ -343,20 +457,26 @@ class Run:
             {"generation": generation.path.name, "reference": reference.path.name, "k": k},
             model_specific=False,
         )
-        if not stage.done:
-            stage.begin()
-            started = time.perf_counter()
+
+        def make(stage: Stage) -> dict:
             bands = self.bands()
             train_vectors = read_tensors(reference.file("vectors.safetensors"))["vectors"]
-            queries = self.similarity.vectors(self.images(generation))
-            result = search(queries, train_vectors, k=k, bands=bands, device=self.model.device)
+            n, batch = generation.inputs["n"], generation.inputs["sample"]["batch_size"]
+            queries = QueryBlocks(  # one shard at a time: memory does not grow with N_G
+                tuple(min(batch, n - start) for start in range(0, n, batch)),
+                lambda i: self.similarity.vectors(read_tensors(generation.shard(i))["images"]),
+            )
+            world = distributed.current()
+            result = search(queries, train_vectors, k=k, bands=bands, device=self.model.device, world=world)
+            if not world.is_main:
+                return {}
             write_array(stage.file("similarity.npy"), result.similarity)
             write_array(stage.file("index.npy"), result.index)
             for name, first in result.first_hit.items():
                 write_array(stage.file(f"first_hit_{name}.npy"), first)
-            summary = summarize(result.max_similarity, result.band_hits, bands)
-            stage.finish({**summary, "seconds": round(time.perf_counter() - started, 2)})
-        return stage
+            return summarize(result.max_similarity, result.band_hits, bands)
+
+        return self._build(stage, make, together=True)
 
     def first_hit(self, score: Stage, band: str = "high") -> np.ndarray:
         """(M,) int64: index of the first sample in ``band`` with each training image (-1: none)."""
@@ -365,6 +485,40 @@ class Run:
     def neighbours(self, score: Stage) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) similarities (descending) and (N, k) training indices of a scored generation."""
         return read_array(score.file("similarity.npy")), read_array(score.file("index.npy"))
+
+    # -- look-ups that never compute -------------------------------------------------------------
+    def stored(self, work: Callable[[Run], T]) -> T | None:
+        """``work(run)`` if every stage it asks for is finished; otherwise None, having made nothing.
+
+        One callable both does a piece of work and, through here, answers "is it stored?", so the
+        two can never ask for different stages."""
+        import copy
+
+        peek = copy.copy(self)
+
+        def stage(*args, **kwargs) -> Stage:
+            found = type(self).stage(peek, *args, **kwargs)
+            if not found.done:
+                raise NotStored(found.path.name)
+            return found
+
+        peek.stage = stage  # the instance attribute shadows the method for every stage peek asks for
+        try:
+            return work(peek)
+        except NotStored:
+            return None
+
+    def map_points(self, stage: Stage) -> np.ndarray:
+        """(N, 2) float32: a map stage's 2-D positions of the samples."""
+        return read_array(stage.file("xy.npy"))
+
+    def feature_vectors(self, stage: Stage) -> np.ndarray:
+        """(N, D) float32: a features stage's per-sample features."""
+        return read_array(stage.file("features.npy"))
+
+    def train_similarity(self) -> np.ndarray:
+        """(M,) float32: each training image's similarity to its nearest other training image."""
+        return read_array(self.reference().file("nn_similarity.npy"))
 
 
 @dataclass
@@ -381,6 +535,17 @@ class Surrogate:
         return Target(stage.path.name, stage.summary()["n_classes"], cls)
 
 
+def check_extraction(run: Run, config: ExtractionConfig) -> None:
+    """Everything about an extraction that can be known before any work, checked at once (the
+    configs check themselves when built; this checks their fit to the model and training set)."""
+    validate(run.model, config.sample, config.n_samples)
+    validate(run.model, config.sample, config.n_syn)
+    if config.cluster.feature == "sscd":
+        load_sscd(run.sscd_path)
+    if run.data is not None:
+        run.bands()  # calibrates the bands now: a training set too small or too alike fails here
+
+
 def build_surrogate(
     run: Run,
     config: ExtractionConfig,
@@ -390,6 +555,7 @@ def build_surrogate(
     classifier_progress: Callable[[int, int, float], None] | None = None,
 ) -> Surrogate:
     """SIDE steps 1-5: generate N_syn plain samples, embed, cluster, train the classifiers."""
+    check_extraction(run, config)
     say(f"generating {config.n_syn} plain samples to cluster")
     plain = replace(config.sample, guidance_scale=0.0)
     synthetic = run.generate(config.n_syn, config.seed + 1, plain, progress=sample_progress)
@@ -427,8 +593,7 @@ def extract(
     unknown = set(methods) - set(METHODS)
     if unknown:
         raise SideError(f"Unknown method(s) {sorted(unknown)}: use {', '.join(METHODS)}.")
-    if config.n_samples < 1:
-        raise SideError(f"N_G = {config.n_samples}: the number of samples per method must be at least 1.")
+    check_extraction(run, config)
     report: dict = {
         "model": run.model.facts(),
         "data": run.data.facts() if run.data else None,
@@ -475,13 +640,18 @@ def guidance_sweep(
     scales: tuple[float, ...],
     method: str = "side",
     say: Callable[[str], None] = log.info,
+    sample_progress: Callable[[SampleProgress], None] | None = None,
 ) -> list[dict]:
     """Extraction at each guidance scale (same N_G, seeds and targets); one summary row per scale."""
+    # every scale is checked (finite, >= 0) before the surrogate stages start
+    sample_configs = [replace(config.sample, guidance_scale=float(scale)) for scale in scales]
     surrogate = build_surrogate(run, config, (method,), say)
     rows = []
-    for scale in scales:
-        sample_config = replace(config.sample, guidance_scale=float(scale))
-        generation = run.generate(config.n_samples, config.seed, sample_config, surrogate.target(method))
+    for scale, sample_config in zip(scales, sample_configs, strict=True):
+        say(f"scale {scale:g}: generating {config.n_samples} samples")
+        generation = run.generate(
+            config.n_samples, config.seed, sample_config, surrogate.target(method), progress=sample_progress
+        )
         score = run.score(generation)
         summary = score.summary()
         rows.append(

@@ -1,20 +1,168 @@
-"""Writing an extraction report: report.json (stable shape), report.md (the table), and a PNG of the
-best extractions next to their nearest training images."""
+"""Extraction results as typed objects, and the files made from them: report.json (stable shape),
+report.md (the table), a CSV of the table, a PNG and a ZIP of the best extractions next to their
+nearest training images.
+
+The JSON shape of a report (``extract`` returns it; scripts read it) is ``{"model", "data",
+"similarity": {name, preprocessing, bands}, "methods": {method: {n_generated, ams, ums, p95,
+extracted, seconds, generation, score}}, "config", "clusters", "classifiers"}``; :class:`Report`
+reads it once, so that nothing else indexes it by strings.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from side_core.cluster import band_counts
 from side_core.images import grid, save_png, to_uint8, upscale_nearest
-from side_core.metrics import BAND_NAMES
-from side_core.store import write_json, write_text
+from side_core.metrics import BAND_NAMES, Bands, in_band
+from side_core.store import Stage, write_json, write_text
+
+if TYPE_CHECKING:
+    from side_core.pipeline import Run
 
 
-def markdown_table(report: dict) -> str:
+@dataclass(frozen=True)
+class MethodResult:
+    """One method's row of a report: the paper's metrics at N_G, and the stages behind them."""
+
+    n_generated: int  # N_G
+    ams: dict[str, float]  # band -> percent of samples whose nearest training image is in the band
+    ums: dict[str, float]  # band -> distinct training images in the band, percent of N_G
+    p95: float  # 95th percentile of each sample's nearest similarity
+    extracted: tuple[int, ...]  # sorted training indices with some sample in the high band
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage behind the row
+    generation: str | None = None  # the generation stage's folder name
+    score: str | None = None  # the score stage's folder name
+
+    @property
+    def distinct(self) -> int:
+        """Distinct training images extracted (high band)."""
+        return len(self.extracted)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> MethodResult:
+        return cls(
+            n_generated=int(d["n_generated"]),
+            ams=dict(d["ams"]),
+            ums=dict(d["ums"]),
+            p95=float(d["p95"]),
+            extracted=tuple(int(i) for i in d["extracted"]),
+            seconds=dict(d.get("seconds", {})),
+            generation=d.get("generation"),
+            score=d.get("score"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "n_generated": self.n_generated,
+            "ams": self.ams,
+            "ums": self.ums,
+            "p95": self.p95,
+            "extracted": list(self.extracted),
+            "seconds": self.seconds,
+        }
+        if self.generation is not None:
+            out.update(generation=self.generation, score=self.score)
+        return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """UnCond / Cond / SIDE at equal N_G. ``model``, ``data``, ``config``, ``clusters`` and
+    ``classifiers`` are passed through as the engine wrote them; ``extra`` keeps any other keys
+    (a benchmark's), so that ``to_json`` gives back what ``from_json`` read."""
+
+    model: dict[str, Any]
+    data: dict[str, Any] | None
+    similarity: dict[str, Any]  # name, preprocessing, bands
+    methods: dict[str, MethodResult]
+    config: dict[str, Any] | None = None
+    clusters: dict[str, Any] | None = None
+    classifiers: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _FIELDS = ("model", "data", "similarity", "methods", "config", "clusters", "classifiers")
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Report:
+        return cls(
+            model=d["model"],
+            data=d.get("data"),
+            similarity=d["similarity"],
+            methods={m: MethodResult.from_json(row) for m, row in d["methods"].items()},
+            config=d.get("config"),
+            clusters=d.get("clusters"),
+            classifiers=d.get("classifiers"),
+            extra={k: v for k, v in d.items() if k not in cls._FIELDS and k != "ratios"},
+        )
+
+    @classmethod
+    def of(cls, report: Report | dict[str, Any]) -> Report:
+        """A Report from either a Report or its JSON dict (what ``extract`` returns)."""
+        return report if isinstance(report, Report) else cls.from_json(report)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {
+            "model": self.model,
+            "data": self.data,
+            "similarity": self.similarity,
+            "config": self.config,
+            "methods": {m: row.to_json() for m, row in self.methods.items()},
+        }
+        for key in ("clusters", "classifiers"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return {**out, **self.extra, "ratios": self.ratios()}
+
+    @property
+    def bands(self) -> Bands:
+        b = self.similarity["bands"]
+        return Bands(tuple(b["low"]), tuple(b["mid"]), tuple(b["high"]))
+
+    def side_over(self, base: str) -> tuple[float | None, float | None]:
+        """SIDE over a baseline: (AMS high ratio, distinct ratio); None where the baseline has 0."""
+        side, b = self.methods["side"], self.methods[base]
+        return _ratio(side.ams["high"], b.ams["high"]), _ratio(side.distinct, b.distinct)
+
+    def ratios(self) -> dict[str, float | None]:
+        """SIDE over each baseline present, for high-band AMS and distinct extractions."""
+        out: dict[str, float | None] = {}
+        if "side" not in self.methods:
+            return out
+        for base in ("uncond", "cond"):
+            if base in self.methods:
+                ams_high, distinct = self.side_over(base)
+                out[f"ams_high_side_over_{base}"] = ams_high
+                out[f"distinct_side_over_{base}"] = distinct
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat row per method (the CSV's): n_generated, ams_*, ums_*, p95, distinct_high."""
+        return [
+            {
+                "method": method,
+                "n_generated": m.n_generated,
+                **{f"ams_{b}": m.ams[b] for b in BAND_NAMES},
+                **{f"ums_{b}": m.ums[b] for b in BAND_NAMES},
+                "p95": m.p95,
+                "distinct_high": m.distinct,
+            }
+            for method, m in self.methods.items()
+        ]
+
+
+def markdown_table(report: Report | dict) -> str:
     """The AMS/UMS table (percent), p95 and distinct extractions, one row per method."""
+    report = Report.of(report)
     head = (
         ["method", "N_G"]
         + [f"AMS {b}" for b in BAND_NAMES]
@@ -22,43 +170,157 @@ def markdown_table(report: dict) -> str:
         + ["p95", "distinct (high)"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method, m in report["methods"].items():
-        cells = [method, str(m["n_generated"])]
-        cells += [f"{m['ams'][b]:.2f}" for b in BAND_NAMES] + [f"{m['ums'][b]:.2f}" for b in BAND_NAMES]
-        cells += [f"{m['p95']:.3f}", str(len(m["extracted"]))]
+    for method, m in report.methods.items():
+        cells = [method, str(m.n_generated)]
+        cells += [f"{m.ams[b]:.2f}" for b in BAND_NAMES] + [f"{m.ums[b]:.2f}" for b in BAND_NAMES]
+        cells += [f"{m.p95:.3f}", str(m.distinct)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def ratios(report: dict) -> dict[str, float | None]:
+def ratios(report: Report | dict) -> dict[str, float | None]:
     """SIDE over each baseline, for high-band AMS and distinct extractions (None if undefined)."""
-    methods = report["methods"]
-    out: dict[str, float | None] = {}
-    if "side" not in methods:
-        return out
-    side = methods["side"]
-    for base in ("uncond", "cond"):
-        if base in methods:
-            b = methods[base]
-            out[f"ams_high_side_over_{base}"] = _ratio(side["ams"]["high"], b["ams"]["high"])
-            out[f"distinct_side_over_{base}"] = _ratio(len(side["extracted"]), len(b["extracted"]))
-    return out
+    return Report.of(report).ratios()
 
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
-def write_report(
-    report: dict, out: str | Path, command: str, pairs: dict[str, tuple[torch.Tensor, torch.Tensor]]
-) -> None:
-    """Write report.json, report.md and extractions.png into ``out``.
+def report_json(report: Report) -> str:
+    """report.json's text: the report with its ratios."""
+    return json.dumps(report.to_json(), indent=2)
 
-    ``pairs`` maps a method to (generated, training) float images (n, C, H, W) of its best distinct
-    extractions, best first.
-    """
+
+def report_csv(report: Report) -> str:
+    """The table as CSV, one row per method (``Report.rows``)."""
+    rows = report.rows()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["method"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """SIDE at one guidance scale (a row of ``guidance_sweep``)."""
+
+    scale: float
+    ams: dict[str, float]
+    ums: dict[str, float]
+    p95: float
+    distinct: int
+    score: str
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SweepPoint:
+        return cls(float(d["scale"]), dict(d["ams"]), dict(d["ums"]), float(d["p95"]), int(d["distinct"]), d["score"])
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A scored generation: its samples and each one's nearest training images."""
+
+    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
+    similarity: np.ndarray  # (N, k) float32, descending
+    index: np.ndarray  # (N, k) int64 training indices
+    bands: Bands
+
+    @property
+    def nearest(self) -> np.ndarray:
+        """(N,) similarity of each sample to its nearest training image."""
+        return self.similarity[:, 0]
+
+    @property
+    def is_copy(self) -> np.ndarray:
+        """(N,) bool: the nearest training image is in the high band."""
+        return in_band(self.nearest, self.bands.high)
+
+    @property
+    def n_copies(self) -> int:
+        return int(self.is_copy.sum())
+
+    def band(self, similarity: float) -> str:
+        """'high', 'mid', 'low', or 'below' (the low band) for one similarity."""
+        return self.bands.name_of(float(similarity)) or "below"
+
+    def take(self, ids: list[int] | np.ndarray) -> Scored:
+        """The same for the samples ``ids`` only, in that order."""
+        return Scored(self.images[ids], self.similarity[ids], self.index[ids], self.bands)
+
+
+def scored(run: Run, generation: Stage, score: Stage) -> Scored:
+    similarity, index = run.neighbours(score)
+    return Scored(run.images(generation), similarity, index, run.bands())
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """A method's best distinct extractions, best first."""
+
+    generated: torch.Tensor  # (n, C, H, W) float32 in [-1, 1]
+    training: torch.Tensor  # (n, C, H, W): each sample's nearest training image
+    similarity: np.ndarray  # (n,)
+    train_index: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.generated)
+
+
+def best_pairs(run: Run, report: Report, n: int = 8) -> dict[str, Pairs]:
+    """Each method's ``n`` samples closest to distinct training images, with those images."""
+    from side_core.pipeline import best_extractions
+
+    return {
+        method: Pairs(*best_extractions(run, run.find(row.generation), run.find(row.score), n))
+        for method, row in report.methods.items()
+    }
+
+
+def pair_image(generated: torch.Tensor, training: torch.Tensor, scale: int = 4, pad: int = 4) -> np.ndarray:
+    """(C, H, W) sample and training image -> one (H', W', C) uint8 image, side by side, so that a
+    pair never breaks across rows."""
+    return grid(upscale_nearest(to_uint8(torch.stack([generated, training])), scale), n_cols=2, pad=pad)
+
+
+def pairs_zip(pairs: dict[str, Pairs], scale: int = 4) -> bytes:
+    """A ZIP of PNGs, ``method/rank_simS_trainI.png``: each sample next to its training image."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for method, p in pairs.items():
+            for rank in range(len(p)):
+                image = pair_image(p.generated[rank], p.training[rank], scale)
+                png = io.BytesIO()
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(png, format="PNG")
+                name = f"{method}/{rank + 1:02d}_sim{p.similarity[rank]:.3f}_train{int(p.train_index[rank]):05d}.png"
+                zf.writestr(name, png.getvalue())
+    return buffer.getvalue()
+
+
+def class_copies(run: Run, report: Report, method: str = "side") -> tuple[np.ndarray, np.ndarray]:
+    """How well guidance toward each class extracted in a report's guided generation (targets drawn
+    uniformly): (n_classes,) samples aimed at each class, and (n_classes,) of them that are copies."""
+    row = report.methods[method]
+    generation, score = run.find(row.generation), run.find(row.score)
+    targets = run.targets(generation)
+    if targets is None:
+        raise ValueError(f"the {method} generation has no targets: it is not guided")
+    n_classes = int(report.clusters["n_classes"])
+    similarity, _ = run.neighbours(score)
+    aimed = np.bincount(targets.numpy(), minlength=n_classes)
+    copies = band_counts(targets.numpy(), similarity[:, 0], report.bands, n_classes)[:, BAND_NAMES.index("high")]
+    return aimed, copies
+
+
+def write_report(report: Report | dict, out: str | Path, command: str, pairs: dict[str, Pairs]) -> None:
+    """Write report.json, report.md and extractions.png into ``out``; ``pairs`` are each method's
+    best distinct extractions (:func:`best_pairs`)."""
     out = Path(out)
-    report = {**report, "ratios": ratios(report), "command": command}
+    typed = Report.of(report)
+    report = {**typed.to_json(), "command": command}
     write_json(out / "report.json", report)
     bands = report["similarity"]["bands"]
     band_text = ", ".join(f"{b} [{lo:.3f}, {'1' if hi is None else f'{hi:.3f}'})" for b, (lo, hi) in bands.items())
@@ -70,7 +332,7 @@ def write_report(
         f"Model: {report['model']['source']}; data: {report['data']['source'] if report['data'] else '-'}",
         f"Similarity: {report['similarity']['name']} ({report['similarity']['preprocessing']}); bands: {band_text}",
         "",
-        markdown_table(report),
+        markdown_table(typed),
         "",
         "AMS and UMS in percent of N_G. Distinct = training images with some sample in the high band.",
     ]
@@ -80,14 +342,13 @@ def write_report(
     save_png(extraction_grid(pairs), out / "extractions.png")
 
 
-def extraction_grid(
-    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]], per_row: int = 8, scale: int = 4
-) -> np.ndarray:
+def extraction_grid(pairs: dict[str, Pairs], per_row: int = 8, scale: int = 4) -> np.ndarray:
     """One row per method: (generated | training) pairs side by side, upscaled, with a label."""
     from PIL import Image, ImageDraw
 
     rows = []
-    for method, (generated, training) in pairs.items():
+    for method, p in pairs.items():
+        generated, training = p.generated, p.training
         n = min(per_row, len(generated))
         if n:
             tiles = to_uint8(torch.stack([im for i in range(n) for im in (generated[i], training[i])]))

@@ -2,7 +2,8 @@
 
 Notation (SIDE.md step 6; diffusers' DDIM/DDPM schedulers do the update itself):
     x_t          the noisy batch at timestep t                 (N, C, H, W) float32
-    eps_pred     eps_theta(x_t, t), the UNet's noise prediction
+    eps_pred     eps_theta(x_t, t), the UNet's noise prediction (converted to noise when the model
+                 predicts v or x0, so that guidance acts in one space for every model)
     alpha_bar_t  scheduler.alphas_cumprod[t]
     grad         grad_{x_t} log p(y | x_t, t), from the guidance callable
     eps_hat      eps_pred - guidance_scale * sqrt(1 - alpha_bar_t) * grad
@@ -49,32 +50,43 @@ class SampleResult:
 
 def make_scheduler(model: LoadedModel, config: SampleConfig) -> DDIMScheduler | DDPMScheduler:
     """A fresh sampling scheduler built from the model's own training schedule."""
-    if config.sampler == "ddim":
-        scheduler = DDIMScheduler.from_config(model.scheduler.config)
-    elif config.sampler == "ddpm":
-        scheduler = DDPMScheduler.from_config(model.scheduler.config)
-    else:
-        raise SideError(f"Unknown sampler '{config.sampler}': use 'ddim' or 'ddpm'.")
+    # The loop hands the scheduler a noise prediction whatever the model predicts (see to_eps).
+    scheduler_class = DDIMScheduler if config.sampler == "ddim" else DDPMScheduler
+    scheduler = scheduler_class.from_config(model.scheduler.config, prediction_type="epsilon")
     scheduler.set_timesteps(config.num_steps)
     return scheduler
 
 
+def to_eps(
+    model_output: torch.Tensor, x_t: torch.Tensor, alpha_bar_t: torch.Tensor, prediction_type: str
+) -> torch.Tensor:
+    """The noise prediction implied by a model's output, from x_t = sqrt(abar) x0 + sqrt(1 - abar) eps:
+    ``epsilon`` as is; ``sample`` (x0) gives eps = (x_t - sqrt(abar) x0) / sqrt(1 - abar); ``v_prediction``
+    (v = sqrt(abar) eps - sqrt(1 - abar) x0) gives eps = sqrt(abar) v + sqrt(1 - abar) x_t."""
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type == "sample":
+        return (x_t - alpha_bar_t.sqrt() * model_output) / (1 - alpha_bar_t).sqrt()
+    if prediction_type == "v_prediction":
+        return alpha_bar_t.sqrt() * model_output + (1 - alpha_bar_t).sqrt() * x_t
+    raise SideError(f"Unknown prediction_type {prediction_type!r}: use epsilon, v_prediction or sample.")
+
+
 def validate(model: LoadedModel, config: SampleConfig, n: int) -> None:
+    """What a SampleConfig cannot check by itself: its fit to this model's schedule, and N."""
     t_max = model.scheduler.config.num_train_timesteps - 1
-    if n < 1:
-        raise SideError(f"The number of samples must be at least 1 (got {n}).")
-    if config.num_steps < 1 or config.num_steps > t_max + 1:
-        raise SideError(f"Sampler steps must be in [1, {t_max + 1}] (got {config.num_steps}).")
-    if config.batch_size < 1:
-        raise SideError(f"Batch size must be at least 1 (got {config.batch_size}).")
-    if config.guidance_scale < 0:
-        raise SideError(f"Guidance scale must be >= 0 (got {config.guidance_scale}); 0 is plain sampling.")
-    if config.guidance_window is not None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise SideError(f"The number of samples must be a whole number of at least 1 (got {n!r}).")
+    if config.num_steps > t_max + 1:
+        raise SideError(
+            f"{config.num_steps} sampler steps, but the model's schedule has only {t_max + 1} timesteps: "
+            f"use at most {t_max + 1}."
+        )
+    if config.guidance_window is not None and config.guidance_window[1] > t_max:
         t_low, t_high = config.guidance_window
-        if not 0 <= t_low <= t_high <= t_max:
-            raise SideError(
-                f"Guidance window [{t_low}, {t_high}] is outside the schedule: use 0 <= t_low <= t_high <= {t_max}."
-            )
+        raise SideError(
+            f"Guidance window [{t_low}, {t_high}] is outside the schedule: use 0 <= t_low <= t_high <= {t_max}."
+        )
 
 
 def sample(
@@ -105,19 +117,19 @@ def sample(
         # Draw on the generator's device, then move: identical noise on CPU and CUDA.
         x_t = torch.randn((size, *shape), generator=generator, device=generator.device).to(device, dtype)
         scheduler = make_scheduler(model, config)
-        batch_frames = _denoise(
+        final, batch_frames = _denoise(
             model,
             scheduler,
             x_t,
-            config,
-            guidance if guided else None,
-            generator,
-            b,
-            n_batches,
-            progress,
-            capture_steps,
+            config=config,
+            guidance=guidance if guided else None,
+            generator=generator,
+            batch=b,
+            n_batches=n_batches,
+            progress=progress,
+            capture_steps=capture_steps,
         )
-        images.append(batch_frames.pop(None))
+        images.append(final)
         for t, x0 in batch_frames.items():
             frames.setdefault(t, []).append(x0)
     return SampleResult(torch.cat(images), {t: torch.cat(v) for t, v in frames.items()})
@@ -127,6 +139,7 @@ def _denoise(
     model: LoadedModel,
     scheduler: DDIMScheduler | DDPMScheduler,
     x_t: torch.Tensor,
+    *,
     config: SampleConfig,
     guidance: GuidanceFn | None,
     generator: torch.Generator,
@@ -134,18 +147,19 @@ def _denoise(
     n_batches: int,
     progress: Callable[[SampleProgress], None] | None,
     capture_steps: Sequence[int],
-) -> dict[int | None, torch.Tensor]:
-    """Denoise one batch; return {None: final x0} plus {t: x0_pred} for the captured steps."""
+) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Denoise one batch; return the final x0 and {t: x0_pred} for the captured steps."""
     alphas_cumprod = scheduler.alphas_cumprod.to(x_t.device)
+    prediction_type = model.scheduler.config.prediction_type
     window = config.guidance_window
     extra = {"eta": config.eta} if isinstance(scheduler, DDIMScheduler) else {}
-    out: dict[int | None, torch.Tensor] = {}
+    frames: dict[int, torch.Tensor] = {}
     n_steps = len(scheduler.timesteps)
     for i, t in enumerate(scheduler.timesteps, start=1):
         t_int = int(t)
         # 1. predict the noise
         with torch.no_grad():
-            eps_pred = model.unet(x_t, t).sample
+            eps_pred = to_eps(model.unet(x_t, t).sample, x_t, alphas_cumprod[t_int], prediction_type)
         # 2. classifier guidance: shift eps along grad log p(y | x_t, t), inside the window only
         if guidance is not None and (window is None or window[0] <= t_int <= window[1]):
             grad = guidance(x_t, torch.full((len(x_t),), t_int, device=x_t.device))
@@ -155,8 +169,7 @@ def _denoise(
         x_t = step.prev_sample
         x0_pred = step.pred_original_sample
         if i in capture_steps:
-            out[t_int] = x0_pred.detach().float().cpu()
+            frames[t_int] = x0_pred.detach().float().cpu()
         if progress is not None:
             progress(SampleProgress(batch, n_batches, i, n_steps, t_int, x0_pred))
-    out[None] = x_t.detach().float().clamp(-1, 1).cpu()
-    return out
+    return x_t.detach().float().clamp(-1, 1).cpu(), frames

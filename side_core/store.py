@@ -1,16 +1,26 @@
 """Run folders: every stage's artefacts live in a folder keyed by the stage's inputs.
 
-A stage is finished when its folder holds ``done.json``; every file is written to a temporary name
-and renamed into place, so an interrupted run never leaves a half-written artefact behind, and a
-re-run reuses whatever finished. Generation writes one shard per batch, each with its own seed, so
-several processes can fill one run and an interrupted generation resumes at the first missing shard.
+A stage is finished when its folder holds ``done.json``, which records the size and sha256 of every
+file the stage wrote (its manifest); a finished stage is verified against it whenever it is reused,
+so a damaged or overwritten file is found, named and recomputed instead of being read. Every file is
+written to a temporary name and renamed into place, so an interrupted run never leaves a
+half-written artefact behind, and a re-run reuses whatever finished.
+
+Several processes may share one store. A stage that one process computes is made under the stage's
+lock (:meth:`Stage.lock`), so the others wait and then reuse it instead of computing it again.
+Generation writes one shard per batch, each with its own seed and its own checksum record, and
+processes claim shards (:meth:`Stage.claim_shard`), so they split a generation between them and an
+interrupted generation resumes at the missing shards. Locks are POSIX ``flock``: they are released
+when a process dies, and work on local and most network file systems.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +29,12 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from side_core.errors import SideError
+
+DONE = "done.json"
+INPUTS = "inputs.json"
+LOCK_SUFFIX = ".lock"
 
 
 @contextlib.contextmanager
@@ -37,7 +53,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Strict JSON: NaN and infinity are refused (they are not JSON), as are unknown types."""
+    try:
+        text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
+    except ValueError as err:
+        raise ValueError(f"refusing to write a non-finite number to {path}: {err}") from err
+    write_text(path, text + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -46,7 +67,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SideError(f"{path} is not valid JSON ({err}): delete it and run the command that made it again.") from err
 
 
 def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
@@ -57,9 +81,21 @@ def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> 
 
 
 def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise SideError(
+            f"Cannot read {path} ({type(err).__name__}: {err}): the file is damaged; delete it and run the "
+            "command that made it again."
+        ) from err
+
+
+def finite_or_none(x: float) -> float | None:
+    """A float for JSON: NaN and infinity (undefined, e.g. accuracy on no samples) become null."""
+    return float(x) if math.isfinite(x) else None
 
 
 def _json_default(obj: Any) -> Any:
@@ -78,9 +114,50 @@ def stage_key(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def file_record(path: str | os.PathLike) -> dict[str, Any]:
+    """{"size", "sha256"} of a file: what a manifest records and verification compares."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
+def file_problem(path: Path, record: dict[str, Any]) -> str | None:
+    """Why ``path`` does not match its record ("missing", "size ...", "checksum differs"), or None."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != record["size"]:
+        return f"{size} bytes instead of {record['size']}"
+    if file_record(path)["sha256"] != record["sha256"]:
+        return "checksum differs"
+    return None
+
+
+@contextlib.contextmanager
+def _flock(path: Path, blocking: bool) -> Iterator[bool]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 class Stage:
     """One stage's folder: ``<root>/<name>-<key>/`` with ``inputs.json`` and, once finished,
-    ``done.json``."""
+    ``done.json`` (its summary plus the manifest of its files)."""
 
     def __init__(self, root: str | os.PathLike, name: str, inputs: dict[str, Any]):
         self.inputs = inputs
@@ -91,29 +168,89 @@ class Stage:
         """Reopen an existing stage folder (e.g. one named in a report)."""
         path = Path(path)
         stage = cls.__new__(cls)
-        stage.inputs, stage.path = read_json(path / "inputs.json"), path
+        stage.inputs, stage.path = read_json(path / INPUTS), path
         return stage
 
     @property
     def done(self) -> bool:
-        return (self.path / "done.json").exists()
+        return (self.path / DONE).exists()
 
     def begin(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        if not (self.path / "inputs.json").exists():
-            write_json(self.path / "inputs.json", self.inputs)
+        if not (self.path / INPUTS).exists():
+            write_json(self.path / INPUTS, self.inputs)
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
-        write_json(self.path / "done.json", summary or {})
+        """Mark the stage finished, recording the size and checksum of every file it holds."""
+        manifest = {name: file_record(self.path / name) for name in self._files()}
+        write_json(self.path / DONE, {**(summary or {}), "manifest": manifest})
 
     def summary(self) -> dict[str, Any]:
-        return read_json(self.path / "done.json")
+        summary = read_json(self.path / DONE)
+        summary.pop("manifest", None)
+        return summary
+
+    def damage(self) -> dict[str, str]:
+        """Files of a finished stage that no longer match its manifest: {relative path: why}.
+
+        Stages finished before manifests existed have none, and pass."""
+        manifest = read_json(self.path / DONE).get("manifest", {})
+        problems = {name: file_problem(self.path / name, record) for name, record in manifest.items()}
+        return {name: why for name, why in problems.items() if why}
+
+    def reopen(self, damaged: dict[str, str]) -> None:
+        """Undo ``finish`` and delete the damaged files, so that the stage is made again (for a
+        generation: only its damaged shards)."""
+        (self.path / DONE).unlink(missing_ok=True)
+        for name in damaged:
+            (self.path / name).unlink(missing_ok=True)
 
     def file(self, name: str) -> Path:
         return self.path / name
 
+    def lock(self) -> contextlib.AbstractContextManager[bool]:
+        """Hold the stage's exclusive lock (blocking) while making it: other processes wait."""
+        return _flock(self.path / LOCK_SUFFIX, blocking=True)
+
+    # -- shards of a generation ------------------------------------------------------------------
     def shard(self, index: int) -> Path:
         return self.path / "shards" / f"{index:05d}.safetensors"
+
+    def _shard_record(self, index: int) -> Path:
+        return self.path / "shards" / f"{index:05d}.json"
+
+    def claim_shard(self, index: int) -> contextlib.AbstractContextManager[bool]:
+        """Yield True if this process now owns shard ``index`` (until the block ends), False if
+        another process is making it."""
+        return _flock(self.path / "shards" / f"{index:05d}{LOCK_SUFFIX}", blocking=False)
+
+    def write_shard(self, index: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Write a shard, then its checksum record: a shard without a matching record is not there."""
+        write_tensors(self.shard(index), tensors)
+        write_json(self._shard_record(index), file_record(self.shard(index)))
+
+    def shard_problem(self, index: int) -> str | None:
+        """None if shard ``index`` is complete and matches its record; else why not."""
+        if not self.shard(index).exists():
+            return "missing"
+        if not self._shard_record(index).exists():
+            return "has no checksum record"
+        try:
+            record = read_json(self._shard_record(index))
+        except SideError:
+            return "has a damaged checksum record"
+        return file_problem(self.shard(index), record)
+
+    def shard_ok(self, index: int) -> bool:
+        return self.shard_problem(index) is None
+
+    def _files(self) -> list[str]:
+        """Relative paths of the artefacts (not the summary, temporary files or locks)."""
+        names = []
+        for p in sorted(self.path.rglob("*")):
+            if p.is_file() and p.name != DONE and not p.name.startswith(".") and not p.name.endswith(LOCK_SUFFIX):
+                names.append(p.relative_to(self.path).as_posix())
+        return names
 
 
 def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
@@ -122,13 +259,15 @@ def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def read_array(path: str | os.PathLike) -> np.ndarray:
-    return np.load(path, allow_pickle=False)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise SideError(
+            f"Cannot read {path} ({type(err).__name__}: {err}): the file is damaged; delete it and run the "
+            "command that made it again."
+        ) from err
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
     """sha256 (first 16 hex digits) of a file's bytes: a model's identity in stage keys."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return file_record(path)["sha256"][:16]

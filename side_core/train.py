@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,8 +58,14 @@ def train_ddpm(
             f"configured for {config.unet.channels}x{config.unet.sample_size}x{config.unet.sample_size}: "
             "pass matching --channels/--size."
         )
+    if out.exists() and not out.is_dir():
+        raise SideError(f"--out {out} is a file: give a folder (it is created, or resumed if it holds a run).")
+    if len(data) < 1:
+        raise SideError("The training set is empty: give at least one image.")
     device = torch.device(device)
-    unet = UNet2DModel(**config.unet.unet_kwargs()).to(device)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's global RNG
+        torch.manual_seed(config.seed)
+        unet = UNet2DModel(**config.unet.unet_kwargs()).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     scheduler = DDPMScheduler(num_train_timesteps=config.num_train_timesteps)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate)
@@ -66,7 +74,12 @@ def train_ddpm(
 
     resume = out / "resume.pt"
     if resume.exists():
-        state = torch.load(resume, map_location=device, weights_only=True)
+        try:
+            state = torch.load(resume, map_location=device, weights_only=True)
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise SideError(
+                f"Cannot resume from {resume} ({type(err).__name__}: {err}): delete it to start over, or restore it."
+            ) from err
         if _recipe(state["config"]) != _recipe(config.to_dict()):
             raise SideError(
                 f"{out} holds a training run with a different configuration: use a new --out folder, "
@@ -124,6 +137,11 @@ def train_ddpm(
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), unet.parameters(), strict=True):
                 p_ema.lerp_(p, 1 - decay)
+        if not math.isfinite(loss.item()):
+            raise SideError(
+                f"Training diverged (loss {loss.item()} at step {step}): lower the learning rate (--lr); the last "
+                f"checkpoint in {out / 'checkpoints'} is intact."
+            )
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         out_of_time = config.max_minutes is not None and elapsed() > config.max_minutes * 60
         if progress is not None:

@@ -15,7 +15,6 @@ from side_core.classifier import (
     train_classifier,
 )
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
-from side_core.errors import SideError
 from side_core.models import load_model
 from side_core.sampling import sample
 
@@ -90,8 +89,3 @@ def test_any_channels_and_size():
     classifier = SurrogateClassifier(ClassifierConfig(n_classes=5, channels=3, size=64))
     assert classifier(torch.randn(2, 3, 64, 64), torch.tensor([1, 2])).shape == (2, 5)
 
-
-def test_one_class_is_an_error(model):
-    x0, labels = bright_and_dark(8)
-    with pytest.raises(SideError, match="at least 2 classes"):
-        train_classifier(x0, labels, model.scheduler, ClassifierConfig(n_classes=1, size=8))

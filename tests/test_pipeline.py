@@ -75,9 +75,9 @@ def test_extract_one_method_and_prepare(bright_dark_model_dir, data_dir, tmp_pat
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--k", "500"], "K = 500 clusters for 32 samples"),
-        (["--tau", "1.5"], "outside \\[0, 1\\]"),
-        (["--guidance-scale", "-1"], "Guidance scale must be >= 0"),
+        (["--k", "500"], "K = 500 clusters for N_syn = 32 samples"),
+        (["--tau", "1.5"], "tau = 1.5"),
+        (["--guidance-scale", "-1"], "guidance scale = -1.0"),
         (["--guidance-window", "0", "5000"], "outside the schedule"),
         (["--n-samples", "0"], "at least 1"),
     ],

@@ -41,7 +41,10 @@ def test_interrupted_generation_resumes_and_matches(run, tmp_path):
     assert len(folders) == 1
     partial = Stage.open(folders[0])
     assert not partial.done
-    assert sorted(p.name for p in (partial.path / "shards").iterdir()) == ["00000.safetensors", "00001.safetensors"]
+    assert sorted(p.name for p in (partial.path / "shards").glob("*.safetensors")) == [
+        "00000.safetensors",
+        "00001.safetensors",
+    ]
     first_shard = (partial.path / "shards" / "00000.safetensors").stat().st_mtime_ns
 
     steps = []

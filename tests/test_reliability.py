@@ -1,0 +1,210 @@
+"""Trustworthy runs: bit-identical stages however they are made, a store that finds and repairs
+damage, and processes that share one store without doing work twice or reporting another's result."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from side_core.config import (
+    ClassifierTrainConfig,
+    ClusterConfig,
+    ExtractionConfig,
+    SampleConfig,
+    TrainConfig,
+    UNetConfig,
+)
+from side_core.data import load_training_set
+from side_core.errors import SideError
+from side_core.models import load_model
+from side_core.pipeline import Run, build_surrogate
+from side_core.store import Stage, read_tensors
+from side_core.train import train_ddpm
+
+CONFIG = ExtractionConfig(
+    n_samples=8,
+    n_syn=24,
+    cluster=ClusterConfig(k=3, tau=0.0),
+    classifier_train=ClassifierTrainConfig(steps=15, batch_size=8),
+    sample=SampleConfig(num_steps=3, batch_size=4, guidance_scale=2.0),
+)
+PLAIN = replace(CONFIG.sample, guidance_scale=0.0)
+
+
+def _all_outputs(root: Path, model_dir: Path) -> dict[str, torch.Tensor]:
+    """Plain, Cond and SIDE samples and both classifiers' weights, made in a fresh store."""
+    run = Run(root, load_model(model_dir, device="cpu"))
+    surrogate = build_surrogate(run, CONFIG, ("side", "cond"))
+    out = {"synthetic": run.images(surrogate.synthetic)}
+    out["uncond"] = run.images(run.generate(CONFIG.n_samples, CONFIG.seed, CONFIG.sample))
+    for method, stage in surrogate.classifiers.items():
+        out[method] = run.images(run.generate(CONFIG.n_samples, CONFIG.seed, CONFIG.sample, surrogate.target(method)))
+        for name, tensor in load_file(stage.file("classifier.safetensors")).items():
+            out[f"{method} classifier {name}"] = tensor
+    return out
+
+
+def test_every_stage_is_bit_identical_in_fresh_stores(tiny_model_dir, tmp_path):
+    torch.manual_seed(123)  # the global RNG must not matter ...
+    first = _all_outputs(tmp_path / "a", tiny_model_dir)
+    torch.manual_seed(456)  # ... whatever state it is in
+    second = _all_outputs(tmp_path / "b", tiny_model_dir)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert not torch.equal(first["side"], first["uncond"])  # guidance did something
+
+
+def _train(data, out: Path, max_steps: int) -> dict[str, torch.Tensor]:
+    config = TrainConfig(
+        unet=UNetConfig(sample_size=8, channels=1, block_out_channels=(8, 16), norm_num_groups=4),
+        num_train_timesteps=50,
+        batch_size=4,
+        max_steps=max_steps,
+        checkpoint_every=3,
+    )
+    return load_model(train_ddpm(data, out, config), device="cpu").unet.state_dict()
+
+
+def test_ddpm_training_is_bit_identical_whether_run_once_or_resumed(tiny_data_dir, tmp_path):
+    data = load_training_set(tiny_data_dir, 1, 8)
+    torch.manual_seed(1)
+    once = _train(data, tmp_path / "once", 6)
+    torch.manual_seed(2)
+    again = _train(data, tmp_path / "again", 6)
+    _train(data, tmp_path / "resumed", 3)  # interrupted after its checkpoint at step 3 ...
+    resumed = _train(data, tmp_path / "resumed", 6)  # ... and resumed to 6
+    for name, tensor in once.items():
+        assert torch.equal(tensor, again[name]), name
+        assert torch.equal(tensor, resumed[name]), name
+
+
+# -- a store that repairs itself ---------------------------------------------------------------------
+@pytest.fixture
+def run(tiny_model_dir, tmp_path):
+    return Run(tmp_path / "store", load_model(tiny_model_dir, device="cpu"))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:40])
+
+
+def _flip_a_byte(path: Path) -> None:
+    """Same size, different content: only the checksum can tell."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_byte, Path.unlink], ids=["truncated", "overwritten", "deleted"])
+def test_a_damaged_shard_of_a_finished_generation_is_named_and_made_again(run, damage, caplog):
+    stage = run.generate(12, seed=2, config=PLAIN)
+    before = run.images(stage)
+    damage(stage.shard(1))
+    made = []
+    again = run.generate(12, seed=2, config=PLAIN, progress=made.append)
+    assert again.done and {p.batch for p in made} == {1}  # only the damaged shard
+    assert "shards/00001.safetensors" in caplog.text and "damaged" in caplog.text
+    assert torch.equal(run.images(again), before)
+
+
+def test_a_truncated_shard_of_an_unfinished_generation_is_not_counted(run):
+    class Stop(Exception):
+        pass
+
+    def stop_in_third_batch(p):
+        if p.batch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run.generate(12, seed=4, config=PLAIN, progress=stop_in_third_batch)
+    (partial,) = [Stage.open(p) for p in run.root.glob("generate-*")]
+    _truncate(partial.shard(0))
+    made = []
+    stage = run.generate(12, seed=4, config=PLAIN, progress=made.append)
+    assert stage.done and {p.batch for p in made} == {0, 2}
+    fresh = Run(run.root.parent / "fresh", run.model)
+    assert torch.equal(run.images(stage), fresh.images(fresh.generate(12, seed=4, config=PLAIN)))
+
+
+def test_damaged_files_of_other_stages_are_made_again(run, caplog):
+    surrogate = build_surrogate(run, CONFIG, ("side",))
+    classifier = surrogate.classifiers["side"]
+    # a copy: safetensors maps the file, so damaging it in place would change these tensors too
+    weights = {k: v.clone() for k, v in read_tensors(classifier.file("classifier.safetensors")).items()}
+    _flip_a_byte(classifier.file("classifier.safetensors"))
+    _truncate(surrogate.clusters.file("labels.npy"))
+    again = build_surrogate(run, CONFIG, ("side",))
+    assert "labels.npy" in caplog.text and "classifier.safetensors" in caplog.text
+    assert again.classifiers["side"].path == classifier.path
+    repaired = read_tensors(classifier.file("classifier.safetensors"))
+    assert all(torch.equal(repaired[k], weights[k]) for k in weights)  # made again, bit for bit
+
+
+def test_a_damaged_read_only_stage_is_made_under_root_and_left_alone(run, tmp_path):
+    stage = run.generate(8, seed=0, config=PLAIN)
+    _truncate(stage.shard(0))
+    damaged_bytes = stage.shard(0).read_bytes()
+    reader = Run(tmp_path / "new", run.model, read_only_roots=(run.root,))
+    made = reader.generate(8, seed=0, config=PLAIN)
+    assert made.path.parent == tmp_path / "new" and made.done
+    assert stage.shard(0).read_bytes() == damaged_bytes
+
+
+def test_reading_a_damaged_file_names_it(tmp_path):
+    (tmp_path / "x.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    with pytest.raises(SideError, match="x.safetensors .*damaged"):
+        read_tensors(tmp_path / "x.safetensors")
+
+
+def test_finding_a_damaged_stage_by_name_says_how_to_repair_it(run):
+    stage = run.generate(4, seed=0, config=PLAIN)
+    _flip_a_byte(stage.shard(0))
+    with pytest.raises(SideError, match="damaged .*00000.safetensors checksum differs.*repairs it"):
+        run.find(stage.path.name)
+
+
+# -- several processes on one store ------------------------------------------------------------------
+def _generate_in_process(model_dir: str, root: str, n: int) -> list[int]:
+    torch.set_num_threads(1)
+    run = Run(root, load_model(model_dir, device="cpu"))
+    made = []
+    run.generate(n, seed=3, config=PLAIN, progress=lambda p: made.append(p.batch) if p.step == 1 else None)
+    return made
+
+
+def _surrogate_in_process(model_dir: str, root: str) -> tuple[list[str], dict]:
+    torch.set_num_threads(1)
+    run = Run(root, load_model(model_dir, device="cpu"))
+    said = []
+    surrogate = build_surrogate(run, CONFIG, ("side",), say=said.append)
+    return said, surrogate.classifiers["side"].summary()
+
+
+@pytest.mark.slow
+def test_processes_sharing_a_store_split_a_generation_and_match_one_process(tiny_model_dir, tmp_path):
+    n = 40  # ten shards of 4
+    with mp.get_context("spawn").Pool(2) as pool:
+        made = pool.starmap(_generate_in_process, [(str(tiny_model_dir), str(tmp_path / "shared"), n)] * 2)
+    assert sorted(made[0] + made[1]) == list(range(10))  # every shard made exactly once
+    shared = Run(tmp_path / "shared", load_model(tiny_model_dir, device="cpu"))
+    alone = Run(tmp_path / "alone", shared.model)
+    assert torch.equal(
+        shared.images(shared.generate(n, seed=3, config=PLAIN)), alone.images(alone.generate(n, seed=3, config=PLAIN))
+    )
+
+
+@pytest.mark.slow
+def test_processes_sharing_a_store_train_a_classifier_once_and_report_the_stored_one(tiny_model_dir, tmp_path):
+    with mp.get_context("spawn").Pool(2) as pool:
+        results = pool.starmap(_surrogate_in_process, [(str(tiny_model_dir), str(tmp_path / "shared"))] * 2)
+    trained = [line for said, _ in results for line in said if line.startswith("training the")]
+    assert len(trained) == 1
+    (stage,) = (tmp_path / "shared").glob("classifier-*")
+    stored = Stage.open(stage).summary()
+    assert results[0][1] == results[1][1] == stored
