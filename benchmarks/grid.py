@@ -27,8 +27,8 @@ import torch
 
 from benchmarks.extraction import RESULTS
 from side_core.classifier import classifier_guidance, train_classifier
-from side_core.cluster import UNKEPT, cluster
-from side_core.config import ClassifierConfig, ClassifierTrainConfig, ClusterConfig, SampleConfig
+from side_core.cluster import cluster
+from side_core.config import UNKEPT, ClassifierConfig, ClassifierTrainConfig, ClusterConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.embed import embed
 from side_core.metrics import bands_from_train, distinct_curve, samples_to_k

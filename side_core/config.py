@@ -126,11 +126,6 @@ class TrainConfig(_Config):
         _whole("checkpoint every", self.checkpoint_every, 1, hint=" (steps between checkpoints)")
         check_seed(self.seed)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        return cls(unet=UNetConfig(**d.pop("unet", {})), **d)
-
 
 @dataclass(frozen=True, kw_only=True)
 class SampleConfig(_Config):
@@ -198,7 +193,7 @@ class ClassifierTrainConfig(_Config):
     seed: int = 0  # weight initialisation, the held-out split, batches, noise and timesteps
 
     def __post_init__(self) -> None:
-        _whole("classifier steps", self.steps, 1, hint=": an untrained classifier cannot guide")
+        _whole("classifier steps", self.steps, 1, hint="; an untrained classifier cannot guide")
         _whole("classifier batch size", self.batch_size, 1)
         _real("classifier learning rate", self.learning_rate, 0.0, low_open=True)
         _real("weight decay", self.weight_decay, 0.0)
@@ -223,7 +218,7 @@ class ClusterConfig(_Config):
     def __post_init__(self) -> None:
         _choice("feature", self.feature, FEATURES)
         _whole("K (clusters)", self.k, 2)
-        _real("tau", self.tau, 0.0, 1.0, hint=": cohesion is a cosine")
+        _real("tau", self.tau, 0.0, 1.0, hint="; cohesion is a cosine")
         _choice("unkept", self.unkept, UNKEPT)
         check_seed(self.seed)
 

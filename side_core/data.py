@@ -105,7 +105,13 @@ def _image_folder(folder: Path, size: int | None = None) -> tuple[np.ndarray, li
     for path in files:
         try:
             rgb, image_notes = _read_image(path)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        except (
+            UnidentifiedImageError,
+            OSError,
+            ValueError,
+            Image.DecompressionBombError,
+            Image.DecompressionBombWarning,
+        ) as err:
             log.warning("skipping unreadable image %s (%s)", path.name, err)
             continue
         images.append(rgb)
@@ -132,10 +138,9 @@ def _image_folder(folder: Path, size: int | None = None) -> tuple[np.ndarray, li
     steps += [f"{note} ({count} images)" for note, count in sorted(notes.items())]
     if too_small:
         steps.append(f"skipped {len(too_small)} images smaller than {side}x{side}: {', '.join(too_small[:5])}")
-    shapes = {images[i].shape[:2] for i in kept}
-    if shapes != {(side, side)}:
-        steps.append(f"center-cropped to square and brought to {side}x{side} (Lanczos, or a crop of 1-2 pixels)")
-    return np.stack([_square(images[i], side) for i in kept]), [names[i] for i in kept], steps
+    squared, how = zip(*(_square(images[i], side) for i in kept), strict=True)
+    steps += [f"{note} ({count} images)" for note, count in sorted(Counter(h for h in how if h).items())]
+    return np.stack(squared), [names[i] for i in kept], steps
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, list[str]]:
@@ -162,18 +167,22 @@ def _read_image(path: Path) -> tuple[np.ndarray, list[str]]:
             return np.asarray(im.convert("RGB")), notes
 
 
-def _square(rgb: np.ndarray, side: int) -> np.ndarray:
+def _square(rgb: np.ndarray, side: int) -> tuple[np.ndarray, str]:
+    """A center square of ``rgb`` brought to side x side, and what was done ('' if nothing)."""
     h, w = rgb.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
     crop = rgb[top : top + s, left : left + s]
+    how = f"center-cropped {h}x{w} to {s}x{s}" if h != w else ""
     if s - side > 2:
         crop = np.asarray(Image.fromarray(crop).resize((side, side), Image.LANCZOS))
+        how = ", then ".join(filter(None, [how, f"resized {s}x{s} to {side}x{side} (Lanczos)"]))
     elif s != side:
         # A pixel or two: crop rather than resample, so pixels stay the originals.
         top = (s - side) // 2
         crop = crop[top : top + side, top : top + side]
-    return crop
+        how = ", then ".join(filter(None, [how, f"center-cropped {s}x{s} to {side}x{side}"]))
+    return crop, how
 
 
 def _convert(pixels: np.ndarray, channels: int | None, size: int | None) -> tuple[np.ndarray, list[str]]:

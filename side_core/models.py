@@ -229,7 +229,7 @@ def _load_unet(folder: Path) -> tuple[UNet2DModel, Path]:
     class_name = config.get("_class_name", "UNet2DModel")
     if class_name != "UNet2DModel":
         raise SideError(
-            f"{folder / 'config.json'} describes a {class_name}; SIDE needs an unconditional "
+            f"{folder / 'config.json'} names the class {class_name!r}; SIDE needs an unconditional "
             "UNet2DModel (conditional and latent models are not supported)."
         )
     _check_unet_config(folder / "config.json", config)

@@ -194,7 +194,10 @@ class Stage:
         """Files of a finished stage that no longer match its manifest: {relative path: why}.
 
         Stages finished before manifests existed have none, and pass."""
-        manifest = read_json(self.path / DONE).get("manifest", {})
+        try:
+            manifest = read_json(self.path / DONE).get("manifest", {})
+        except SideError:
+            return {DONE: "is not valid JSON"}
         problems = {name: file_problem(self.path / name, record) for name, record in manifest.items()}
         return {name: why for name, why in problems.items() if why}
 

@@ -21,7 +21,7 @@ def test_folder_is_converted_to_model_channels_and_size(tmp_path):
     data = load_training_set(folder, channels=1, size=16)
     assert data.images.shape == (5, 1, 16, 16)
     assert any("grayscale" in s for s in data.preprocessing)
-    assert any("brought to 16x16" in s for s in data.preprocessing)
+    assert any("resized 32x32 to 16x16 (Lanczos) (5 images)" in s for s in data.preprocessing)
     rgb = load_training_set(write_images(tmp_path / "gray", 3, size=8), channels=3, size=8)
     assert rgb.images.shape == (3, 3, 8, 8)
 
