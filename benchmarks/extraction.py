@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ExtractionConfig
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
@@ -29,7 +30,6 @@ from side_core.pipeline import METHODS, Run, build_surrogate, extract, guidance_
 from side_core.report import markdown_table, ratios
 from side_core.store import write_json, write_text
 
-RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger("extraction")
 
 
@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
         default="2,3",
         help="extra generation seeds for the table ('' for none; seed + 1 is the synthetic set's)",
     )
-    p.add_argument("--out-dir", default=str(RESULTS), help="where results go")
+    add_output_flags(p)
     return p.parse_args()
 
 
@@ -159,20 +159,24 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out_dir)
+    outputs = ["extraction.json", "extraction.md", "extraction.png", "extraction_curve.png"]
+    if args.sweeps:
+        outputs += ["sweep_scale.json", "sweep_scale.png", "sweep_k.json", "sweep_k.png"]
+    out = output_dir(args, outputs)
+    made_by = provenance()
     run = open_run(args, args.store)  # reuses the bundled stages where they match
     config = extraction_config(args)
     started = time.perf_counter()
     report = extract(run, config, METHODS)
     stk, curves = cost_of_extraction(run, report)
-    report.update(samples_to_k=stk, ratios=ratios(report), curves=curves, command=command_line())
+    report.update(samples_to_k=stk, ratios=ratios(report), curves=curves, **made_by)
     seeds = [int(s) for s in args.repeat_seeds.split(",") if s.strip()]
     if seeds:
         report["repeats"] = repeat_at_seeds(run, config, [config.seed, *seeds], stk["k"])
     write_json(out / "extraction.json", report)
     table = markdown_table(report)
     lines = [
-        f"Command: `{command_line()}`",
+        f"Command: `{made_by['command']}` (git {made_by['git']['revision']})",
         "",
         table,
         "",
@@ -197,7 +201,7 @@ def main() -> None:
         rows = guidance_sweep(run, config, scales)
         for row in rows:
             row["samples_to_k"] = samples_to_k(curve_of(run, row["score"], config.n_samples), stk["k"])
-        write_json(out / "sweep_scale.json", {"command": command_line(), "rows": rows})
+        write_json(out / "sweep_scale.json", {**made_by, "rows": rows})
         plot_sweep(rows, "scale", "guidance scale (lambda)", stk["k"], out / "sweep_scale.png", log_x=True)
         k_rows = []
         for k in (int(k) for k in args.ks.split(",")):
@@ -205,7 +209,7 @@ def main() -> None:
             (row,) = guidance_sweep(run, k_config, (config.sample.guidance_scale,))
             row["samples_to_k"] = samples_to_k(curve_of(run, row["score"], config.n_samples), stk["k"])
             k_rows.append({"k": k, **row})
-        write_json(out / "sweep_k.json", {"command": command_line(), "rows": k_rows})
+        write_json(out / "sweep_k.json", {**made_by, "rows": k_rows})
         plot_sweep(k_rows, "k", "K (clusters)", stk["k"], out / "sweep_k.png")
         for name, rs, key in (("scale", rows, "scale"), ("K", k_rows, "k")):
             print(f"\n{name} sweep:")
@@ -214,13 +218,6 @@ def main() -> None:
                     f"  {key}={r[key]}: AMS high {r['ams']['high']:.1f}%, UMS high {r['ums']['high']:.1f}%, "
                     f"distinct {r['distinct']}, samples to {stk['k']} faces {r['samples_to_k']}"
                 )
-
-
-def command_line() -> str:
-    import shlex
-    import sys
-
-    return "python -m benchmarks.extraction " + shlex.join(sys.argv[1:])
 
 
 if __name__ == "__main__":

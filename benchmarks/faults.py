@@ -1,7 +1,7 @@
 """Bad inputs and faults, tried as a careful user would make them, and what each one gives.
 
-    python -m benchmarks.faults                     # run every case, print the tally
-    python -m benchmarks.faults --write             # also write benchmarks/results/faults.{json,md}
+    python -m benchmarks.faults                     # every case; the tally, and benchmarks/results/faults.{json,md}
+    python -m benchmarks.faults --only store        # the cases of one class (or name), printed only
 
 Every case runs the real command line (``python -m side_core ...``) in a fresh process, on a tiny
 model and image folder this script builds, with a time limit, and is classified:
@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.store import write_json, write_text
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent
 # a tiny but complete extraction: every stage runs in seconds on the tiny model
 TINY = ["--n-syn", "24", "--k", "3", "--tau", "0", "--classifier-steps", "10", "--steps", "3", "--n-samples", "8"]
@@ -433,8 +432,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--timeout", type=float, default=120, help="seconds before a case counts as a hang")
     p.add_argument("--only", default="", help="run only the cases of this class, or whose name contains this")
-    p.add_argument("--write", action="store_true", help="write benchmarks/results/faults.{json,md} (replacing them)")
+    add_output_flags(p)
     args = p.parse_args()
+    # only a run of every case writes results
+    out = output_dir(args, ["faults.json", "faults.md"]) if not args.only else None
     with tempfile.TemporaryDirectory(prefix="side-faults-") as scratch:
         world = World(Path(scratch))
         chosen = [case for case in cases(world) if args.only in case.name or args.only == case.kind]
@@ -446,17 +447,17 @@ def main() -> None:
             )
     tally = Counter(case.outcome for case in chosen)
     print("tally:", dict(tally))
-    if args.write:
+    if out is not None:
         rows = [
             {k: getattr(case, k) for k in ("kind", "name", "refuse", "outcome", "message", "seconds")}
             for case in chosen
         ]
-        write_json(RESULTS / "faults.json", {**provenance(), "tally": dict(tally), "cases": rows})
+        write_json(out / "faults.json", {**provenance(), "tally": dict(tally), "cases": rows})
         lines = ["| class | input or fault | what the user gets |", "|---|---|---|"]
         for row in rows:
             message = row["message"].replace("|", "\\|").replace(str(Path(tempfile.gettempdir())), "/tmp")
             lines.append(f"| {row['kind']} | {row['name']} | {row['outcome']}: {message} |")
-        write_text(RESULTS / "faults.md", "\n".join(lines) + "\n")
+        write_text(out / "faults.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

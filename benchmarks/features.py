@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cluster import l2_normalise
 from side_core.config import ClusterConfig, ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
@@ -32,8 +32,6 @@ from side_core.metrics import in_band
 from side_core.models import load_model
 from side_core.pipeline import BUNDLED_STORE, Run
 from side_core.store import read_array, write_json
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def purity(clusters: np.ndarray, copied: np.ndarray, is_copy: np.ndarray) -> float:
@@ -90,7 +88,9 @@ def main() -> None:
     p.add_argument("--taus", default="0.5,0.85,0.87,0.89,0.91,0.93", help="cohesion thresholds for the ideal SIDE")
     p.add_argument("--n-samples", type=int, default=512, help="N_G of the ideal SIDE")
     p.add_argument("--k-faces", type=int, default=30, help="K of samples-to-K (default 30)")
+    add_output_flags(p)
     args = p.parse_args()
+    out = output_dir(args, ["features.json"])
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -133,8 +133,9 @@ def main() -> None:
     plain = ideal_side([np.arange(len(is_copy))], idx[:, 0], is_copy, args.n_samples, args.k_faces)
     print({"plain": plain})
     write_json(
-        RESULTS / "features.json",
+        out / "features.json",
         {
+            **provenance(),
             "model": model.source,
             "n_syn": args.n_syn,
             "sampler": args.sampler,

@@ -9,8 +9,9 @@ For each sampler: N_syn plain samples (seed 1), pixel features, K-means at each 
 the n most cohesive clusters (tau = the n-th cohesion, printed); for each way of labelling the
 dropped clusters' samples a time-dependent classifier is trained, then N_G samples are drawn at each
 lambda and seed (targets uniform over the kept classes). Plain sampling at the same seeds is the
-baseline. One JSON line per run goes to stdout and to --out (appended), and a table of means over
-seeds is printed at the end. On a CPU the default grid takes hours: shrink it.
+baseline. One JSON line per run goes to stdout and to OUT_DIR/grid.jsonl (appended, after a line
+saying how the run was made), and a table of means over seeds is printed at the end. On a CPU the
+default grid takes hours: shrink it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ import dataclasses
 import json
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.extraction import RESULTS
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.classifier import classifier_guidance, train_classifier
 from side_core.cluster import cluster
 from side_core.config import UNKEPT, ClassifierConfig, ClassifierTrainConfig, ClusterConfig, SampleConfig
@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--scales", default="1,2,4,8,16")
     p.add_argument("--seeds", default="0", help="generation seeds of every run (1 is the synthetic set's)")
     p.add_argument("--k-faces", default="15,20,28", help="K values of samples-to-K")
-    p.add_argument("--out", default=str(RESULTS / "grid.jsonl"))
+    add_output_flags(p)
     return p.parse_args()
 
 
@@ -71,8 +71,9 @@ def main() -> None:
     train_vectors = similarity.vectors(data.images)
     bands = bands_from_train(train_nn_similarity(train_vectors)[0])
     k_faces = ints(args.k_faces)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args, ["grid.jsonl"]) / "grid.jsonl"
+    with out.open("a") as f:  # the first line of each run says how it was made
+        f.write(json.dumps({"provenance": provenance()}) + "\n")
     rows: list[dict] = []
 
     def score(images: torch.Tensor) -> dict:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import Run, extract
 from side_core.store import write_json
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -37,7 +36,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1, help="evaluate every n-th checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--store", default="runs/memorization", help="run store (finished stages are reused)")
+    add_output_flags(parser)
     args = parser.parse_args()
+    name = f"memorization-{Path(args.train_dir).name}.json"
+    out = output_dir(args, [name])
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -69,7 +71,7 @@ def main() -> None:
             f"{row['distinct']:>9} {m['p95']:>6.3f}",
             flush=True,
         )
-    write_json(RESULTS / f"memorization-{train_dir.name}.json", {"train_dir": str(train_dir), "rows": rows})
+    write_json(out / name, {**provenance(), "train_dir": str(train_dir), "sampler": args.sampler, "rows": rows})
 
 
 if __name__ == "__main__":

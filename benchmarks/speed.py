@@ -16,18 +16,16 @@ import dataclasses
 import platform
 import resource
 import time
-from pathlib import Path
 
 import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.classifier import SurrogateClassifier, classifier_guidance, train_classifier
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, ExtractionConfig, SampleConfig
 from side_core.models import load_model
 from side_core.sampling import sample
 from side_core.store import write_json
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def best_time(fn, repeats: int) -> float:
@@ -50,8 +48,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25, help="sampler steps (default 25)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per contender (best is kept)")
     parser.add_argument("--classifier-steps", type=int, default=50, help="classifier steps to time")
-    parser.add_argument("--out", default=str(RESULTS / "speed.json"), help="where to write the JSON")
+    add_output_flags(parser)
     args = parser.parse_args()
+    out = output_dir(args, ["speed.json"])
 
     model = load_model(args.model)
     device = model.device
@@ -140,8 +139,8 @@ def main() -> None:
     for key, value in results.items():
         if key != "setup":
             print(f"{key:>36}: {value}")
-    write_json(args.out, results)
-    print(f"written to {args.out}")
+    write_json(out / "speed.json", {**provenance(), **results})
+    print(f"written to {out / 'speed.json'}")
 
 
 if __name__ == "__main__":
