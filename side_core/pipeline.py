@@ -540,7 +540,7 @@ def check_extraction(run: Run, config: ExtractionConfig) -> None:
     configs check themselves when built; this checks their fit to the model and training set)."""
     validate(run.model, config.sample, config.n_samples)
     validate(run.model, config.sample, config.n_syn)
-    if config.cluster.feature == "sscd":
+    if config.cluster.feature == "sscd" and run.similarity.name != "sscd":  # else loaded with the run
         load_sscd(run.sscd_path)
     if run.data is not None:
         run.bands()  # calibrates the bands now: a training set too small or too alike fails here

@@ -115,23 +115,28 @@ def stage_key(inputs: dict[str, Any]) -> str:
 
 
 def file_record(path: str | os.PathLike) -> dict[str, Any]:
-    """{"size", "sha256"} of a file: what a manifest records and verification compares."""
+    """{"size", "sha256", "mtime_ns"} of a file: what a manifest records and verification compares."""
     h = hashlib.sha256()
-    size = 0
+    mtime_ns = os.stat(path).st_mtime_ns
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-            size += len(block)
-    return {"size": size, "sha256": h.hexdigest()}
+    return {"size": os.stat(path).st_size, "sha256": h.hexdigest(), "mtime_ns": mtime_ns}
 
 
 def file_problem(path: Path, record: dict[str, Any]) -> str | None:
-    """Why ``path`` does not match its record ("missing", "size ...", "checksum differs"), or None."""
+    """Why ``path`` does not match its record ("missing", "size ...", "checksum differs"), or None.
+
+    A file whose size and modification time are the recorded ones is trusted without reading it
+    (any write changes the time); otherwise its checksum decides, so copies of a store (new times)
+    verify by content."""
     if not path.is_file():
         return "missing"
-    size = path.stat().st_size
-    if size != record["size"]:
-        return f"{size} bytes instead of {record['size']}"
+    stat = path.stat()
+    if stat.st_size != record["size"]:
+        return f"{stat.st_size} bytes instead of {record['size']}"
+    if stat.st_mtime_ns == record.get("mtime_ns"):
+        return None
     if file_record(path)["sha256"] != record["sha256"]:
         return "checksum differs"
     return None

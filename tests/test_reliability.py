@@ -36,8 +36,11 @@ CONFIG = ExtractionConfig(
 PLAIN = replace(CONFIG.sample, guidance_scale=0.0)
 
 
-def _all_outputs(root: Path, model_dir: Path) -> dict[str, torch.Tensor]:
-    """Plain, Cond and SIDE samples and both classifiers' weights, made in a fresh store."""
+def _all_outputs(root: Path, model_dir: Path, global_seed: int) -> dict[str, torch.Tensor]:
+    """Plain, Cond and SIDE samples and both classifiers' weights, made in a fresh store by a fresh
+    process whose global RNG is in some state (which must not matter)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(global_seed)
     run = Run(root, load_model(model_dir, device="cpu"))
     surrogate = build_surrogate(run, CONFIG, ("side", "cond"))
     out = {"synthetic": run.images(surrogate.synthetic)}
@@ -50,10 +53,10 @@ def _all_outputs(root: Path, model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def test_every_stage_is_bit_identical_in_fresh_stores(tiny_model_dir, tmp_path):
-    torch.manual_seed(123)  # the global RNG must not matter ...
-    first = _all_outputs(tmp_path / "a", tiny_model_dir)
-    torch.manual_seed(456)  # ... whatever state it is in
-    second = _all_outputs(tmp_path / "b", tiny_model_dir)
+    with mp.get_context("spawn").Pool(2) as pool:
+        first, second = pool.starmap(
+            _all_outputs, [(tmp_path / "a", tiny_model_dir, 123), (tmp_path / "b", tiny_model_dir, 456)]
+        )
     assert first.keys() == second.keys()
     for name in first:
         assert torch.equal(first[name], second[name]), name
@@ -170,12 +173,13 @@ def test_finding_a_damaged_stage_by_name_says_how_to_repair_it(run):
 
 
 # -- several processes on one store ------------------------------------------------------------------
-def _generate_in_process(model_dir: str, root: str, n: int) -> list[int]:
+def _generate_in_process(model_dir: str, root: str, n: int) -> tuple[list[int], torch.Tensor]:
+    """The shards this process made, and the finished generation's samples."""
     torch.set_num_threads(1)
     run = Run(root, load_model(model_dir, device="cpu"))
     made = []
-    run.generate(n, seed=3, config=PLAIN, progress=lambda p: made.append(p.batch) if p.step == 1 else None)
-    return made
+    stage = run.generate(n, seed=3, config=PLAIN, progress=lambda p: made.append(p.batch) if p.step == 1 else None)
+    return made, run.images(stage)
 
 
 def _surrogate_in_process(model_dir: str, root: str) -> tuple[list[str], dict]:
@@ -189,14 +193,16 @@ def _surrogate_in_process(model_dir: str, root: str) -> tuple[list[str], dict]:
 @pytest.mark.slow
 def test_processes_sharing_a_store_split_a_generation_and_match_one_process(tiny_model_dir, tmp_path):
     n = 40  # ten shards of 4
+    # Fresh processes all: the promise is bit-identity between fresh processes on one machine (a
+    # long-lived process that ran other work may differ in the last bits; README, "Trustworthy runs").
     with mp.get_context("spawn").Pool(2) as pool:
-        made = pool.starmap(_generate_in_process, [(str(tiny_model_dir), str(tmp_path / "shared"), n)] * 2)
-    assert sorted(made[0] + made[1]) == list(range(10))  # every shard made exactly once
-    shared = Run(tmp_path / "shared", load_model(tiny_model_dir, device="cpu"))
-    alone = Run(tmp_path / "alone", shared.model)
-    assert torch.equal(
-        shared.images(shared.generate(n, seed=3, config=PLAIN)), alone.images(alone.generate(n, seed=3, config=PLAIN))
-    )
+        (made_a, images_a), (made_b, images_b) = pool.starmap(
+            _generate_in_process, [(str(tiny_model_dir), str(tmp_path / "shared"), n)] * 2
+        )
+    with mp.get_context("spawn").Pool(1) as pool:
+        ((_, alone),) = pool.starmap(_generate_in_process, [(str(tiny_model_dir), str(tmp_path / "alone"), n)])
+    assert sorted(made_a + made_b) == list(range(10))  # every shard made exactly once
+    assert torch.equal(images_a, images_b) and torch.equal(images_a, alone)
 
 
 @pytest.mark.slow
