@@ -286,9 +286,8 @@ def _run_extraction(args: argparse.Namespace) -> None:
     config = extraction_config(args)  # bad settings fail here, before the model loads
     run = open_run(args, args.store or out / "store")
     methods = (args.method,) if args.method else METHODS
-    report = Report.from_json(
-        extract(run, config, methods, sample_progress=_log_sample_progress, classifier_progress=_log_classifier_progress)
-    )
+    hooks = {"sample_progress": _log_sample_progress, "classifier_progress": _log_classifier_progress}
+    report = Report.from_json(extract(run, config, methods, **hooks))
     if not distributed.is_main():
         return  # the main process writes the report, once
     write_report(report, out, args.command_line, best_pairs(run, report))

@@ -23,7 +23,6 @@ from side_core.metrics import BAND_NAMES, Bands, in_band
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Clustering:
     kmeans_labels: np.ndarray  # (N,) int64, K-means cluster of each sample, in [0, K)
@@ -177,10 +176,12 @@ def rank_classes(
     """The surrogate classes, the most promising target first.
 
     Guidance pulls samples toward a class's members, so the share of members that already are copies
-    is the class's expected copy rate. On the bundled model it ranks the classes as guided sampling
-    does: at lambda 4 the five top classes gave 8 of 8 copies each and the two lowest 2-5 of 8, against
-    4 of 8 unguided (seed 0). Ties go to the tighter cluster. ``max_similarity`` and ``nearest_index``
-    (N,) are the synthetic samples' nearest training similarity and index."""
+    is the class's expected copy rate. On the bundled model (lambda 4, 8 samples, seed 0) the two top
+    classes (98% of members copies) gave 8 copies of 8 and the lowest (6%) 5, against 4 unguided; over
+    the default comparison's 256 SIDE samples the guided copy rates follow this ranking (Spearman 0.55
+    over 46 classes; the ten top classes 94% copies, the ten lowest 45%). Ties go to the tighter
+    cluster. ``max_similarity`` and ``nearest_index`` (N,) are the synthetic samples' nearest training
+    similarity and index."""
     nearest_index = np.asarray(nearest_index)
     copies = band_counts(clustering.labels, max_similarity, bands, clustering.n_labels)[:, BAND_NAMES.index("high")]
     is_copy = in_band(np.asarray(max_similarity), bands.high)

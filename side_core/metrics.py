@@ -16,8 +16,8 @@ to its closest other training image), so they mean the same on any dataset:
 Real datasets hold near-duplicates (CIFAR-10 and CelebA do), and one duplicated pair would put the
 high band at s = 1, where nothing can ever be a copy. So the s_i of near-duplicate pairs are left out:
 those whose distance 1 - s_i is an outlier on a log scale, below Tukey's far-out fence
-(q25 - 3 IQR of log(1 - s_i)), given at least 20 training images. On the bundled faces the fence sits at s = 0.94 and the largest s_i
-is 0.85, so no pair is skipped.
+(q25 - 3 IQR of log(1 - s_i)), given at least 20 training images. On the bundled faces the fence
+sits at s = 0.94 and the largest s_i is 0.85, so no pair is skipped.
 """
 
 from __future__ import annotations

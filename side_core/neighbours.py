@@ -27,7 +27,7 @@ import torch
 from side_core.distributed import World, all_gather_rows, all_reduce_min
 from side_core.embed import load_sscd, sscd_descriptors, standardize
 from side_core.errors import SideError
-from side_core.metrics import Bands, in_band
+from side_core.metrics import Bands
 
 SIMILARITIES = ("pixel", "sscd")
 
@@ -133,17 +133,26 @@ def search(
     # first query in the band with each training image; n (past the end) until one is found
     first_hit = {name: torch.full((len(train),), n, dtype=torch.long, device=device) for name, _ in _items(bands)}
     sims, idxs = [torch.zeros((0, k))], [torch.zeros((0, k), dtype=torch.long)]
-    for block in world.rows(len(queries.sizes)):
-        q_block = queries.load(block)
-        for start in range(0, len(q_block), chunk):
-            s = q_block[start : start + chunk].to(device, torch.float32) @ train.T  # (chunk, M)
+    groups = _groups(queries.sizes, chunk)
+    # One set of (chunk, M) buffers for the whole search: fresh blocks of tens of MB per chunk would
+    # fragment the heap, and memory would grow with N (measured by benchmarks/scale.py).
+    s_buffer = torch.empty((chunk, len(train)), device=device)
+    inside_buffer = torch.empty((chunk, len(train)), dtype=torch.bool, device=device)
+    below_buffer = torch.empty_like(inside_buffer)
+    for first, last in (groups[g] for g in world.rows(len(groups))):
+        q_group = torch.cat([queries.load(block) for block in range(first, last)])
+        for start in range(0, len(q_group), chunk):
+            q = q_group[start : start + chunk].to(device, torch.float32)
+            s = torch.matmul(q, train.T, out=s_buffer[: len(q)])  # (chunk, M)
             top = s.topk(k, dim=1)
             sims.append(top.values.cpu())
             idxs.append(top.indices.cpu())
-            for name, band in _items(bands):
-                inside = in_band(s, band)
+            for name, (lo, hi) in _items(bands):
+                inside = torch.ge(s, lo, out=inside_buffer[: len(q)])  # metrics.in_band, in place
+                if hi is not None:
+                    inside &= torch.lt(s, hi, out=below_buffer[: len(q)])
                 # argmax of a bool column is its first True; earlier chunks already hold smaller indices
-                first_here = inside.to(torch.uint8).argmax(dim=0) + offsets[block] + start
+                first_here = inside.view(torch.uint8).argmax(dim=0) + offsets[first] + start
                 hit = inside.any(dim=0)
                 first_hit[name][hit] = torch.minimum(first_hit[name][hit], first_here[hit])
     similarity, index = torch.cat(sims), torch.cat(idxs)
@@ -155,6 +164,22 @@ def search(
         index.numpy(),
         {name: torch.where(f < n, f, -1).cpu().numpy() for name, f in first_hit.items()},
     )
+
+
+def _groups(sizes: tuple[int, ...], rows: int) -> list[tuple[int, int]]:
+    """Consecutive blocks [first, last) holding at least ``rows`` rows each (the last group may hold
+    fewer). Searching whole groups keeps each similarity block about ``rows`` x M, whatever the
+    block size: many small blocks would fragment the heap and let memory grow with N (measured),
+    and the groups do not depend on the number of processes, so neither do the results."""
+    groups, first, held = [], 0, 0
+    for block, size in enumerate(sizes):
+        held += size
+        if held >= rows:
+            groups.append((first, block + 1))
+            first, held = block + 1, 0
+    if first < len(sizes):
+        groups.append((first, len(sizes)))
+    return groups
 
 
 def _items(bands: Bands | None) -> list[tuple[str, tuple[float, float | None]]]:

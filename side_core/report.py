@@ -300,19 +300,35 @@ def pairs_zip(pairs: dict[str, Pairs], scale: int = 4) -> bytes:
     return buffer.getvalue()
 
 
-def class_copies(run: Run, report: Report, method: str = "side") -> tuple[np.ndarray, np.ndarray]:
-    """How well guidance toward each class extracted in a report's guided generation (targets drawn
-    uniformly): (n_classes,) samples aimed at each class, and (n_classes,) of them that are copies."""
+@dataclass(frozen=True)
+class ClassCopies:
+    """How well guidance toward each class extracted in a guided generation whose samples drew their
+    targets uniformly (a report's Cond or SIDE row)."""
+
+    aimed: np.ndarray  # (n_classes,) int64 samples aimed at each class
+    copies: np.ndarray  # (n_classes,) int64 of them whose nearest training image is in the high band
+
+    def rate(self, cls: int) -> float | None:
+        """The share of samples aimed at ``cls`` that are copies; None if none was aimed at it."""
+        return float(self.copies[cls] / self.aimed[cls]) if self.aimed[cls] else None
+
+    def n_above(self, rate: float) -> tuple[int, int]:
+        """(classes whose guided copy rate exceeds ``rate``, classes some sample was aimed at)."""
+        rates = [r for c in range(len(self.aimed)) if (r := self.rate(c)) is not None]
+        return sum(r > rate for r in rates), len(rates)
+
+
+def class_copies(run: Run, report: Report, method: str = "side") -> ClassCopies:
+    """Per class, the samples of a report's guided generation aimed at it and the copies among them."""
     row = report.methods[method]
-    generation, score = run.find(row.generation), run.find(row.score)
-    targets = run.targets(generation)
+    targets = run.targets(run.find(row.generation))
     if targets is None:
         raise ValueError(f"the {method} generation has no targets: it is not guided")
     n_classes = int(report.clusters["n_classes"])
-    similarity, _ = run.neighbours(score)
+    similarity, _ = run.neighbours(run.find(row.score))
     aimed = np.bincount(targets.numpy(), minlength=n_classes)
     copies = band_counts(targets.numpy(), similarity[:, 0], report.bands, n_classes)[:, BAND_NAMES.index("high")]
-    return aimed, copies
+    return ClassCopies(aimed, copies)
 
 
 def write_report(report: Report | dict, out: str | Path, command: str, pairs: dict[str, Pairs]) -> None:

@@ -88,4 +88,3 @@ def test_time_blind_classifier_ignores_t(model):
 def test_any_channels_and_size():
     classifier = SurrogateClassifier(ClassifierConfig(n_classes=5, channels=3, size=64))
     assert classifier(torch.randn(2, 3, 64, 64), torch.tensor([1, 2])).shape == (2, 5)
-

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def test_one_process_joins_nothing(monkeypatch):
     assert world.device == torch.device("cpu") and not torch.distributed.is_initialized()
     assert world.agree(False) is False
     if not torch.cuda.is_available():
-        with pytest.raises(SideError, match="no CUDA GPU"):
+        with pytest.raises(SideError, match="CUDA GPU"):
             start("cuda")
 
 
@@ -103,7 +104,7 @@ def test_search_in_blocks_equals_search_of_the_whole_tensor():
     sizes = (5, 16, 1, 15)  # uneven blocks, e.g. store shards; each block is chunked on its own
     starts = np.cumsum((0, *sizes))
     blocks = search(QueryBlocks(sizes, lambda i: q[starts[i] : starts[i + 1]]), t, k=3, bands=bands, chunk=4)
-    np.testing.assert_allclose(blocks.similarity, whole.similarity, rtol=1e-6)
+    np.testing.assert_allclose(blocks.similarity, whole.similarity, atol=1e-6)
     np.testing.assert_array_equal(blocks.index, whole.index)
     for name in ("low", "mid", "high"):
         np.testing.assert_array_equal(blocks.first_hit[name], whole.first_hit[name])
@@ -125,7 +126,7 @@ def _free_port() -> int:
 
 
 def _launch(launcher: list[str], args: list[str]) -> str:
-    """Run ``python -m side_core ARGS`` under a launcher with 2 CPU processes; return its output."""
+    """Run ``python -m side_core ARGS`` under a launcher (or none) with 1 thread per process; return its output."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         env.pop(key, None)
@@ -141,6 +142,13 @@ def _shards(store: Path, stage: str) -> dict[str, torch.Tensor]:
     return {p.name: load_file(p)["images"] for p in sorted((store / stage / "shards").glob("*.safetensors"))}
 
 
+def _assert_same_samples(store_a: Path, store_b: Path, stage: str) -> None:
+    a, b = _shards(store_a, stage), _shards(store_b, stage)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{stage}/{k} differs by up to {(a[k] - b[k]).abs().max().item():.3g}"
+
+
 def _weights(store: Path, stage: str) -> dict[str, torch.Tensor]:
     return load_file(store / stage / "classifier.safetensors")
 
@@ -149,7 +157,9 @@ def _weights(store: Path, stage: str) -> dict[str, torch.Tensor]:
 def test_compare_on_two_launched_processes_equals_one_process(tmp_path):
     model, data = save_pipeline(tmp_path / "model"), write_images(tmp_path / "data", 12)
     common = ["compare", "--model", str(model), "--data", str(data), *TINY]
-    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    # one plain process, in a fresh interpreter like the launched ones (this one's earlier tests can move
+    # the last bits of oneDNN's results)
+    _launch([sys.executable], [*common, "--out", str(tmp_path / "one")])
     one = json.loads((tmp_path / "one" / "report.json").read_text())
     accelerate = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2"]
     accelerate += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -169,8 +179,7 @@ def test_compare_on_two_launched_processes_equals_one_process(tmp_path):
     stages = {m: row["generation"] for m, row in one["methods"].items()}
     synthetic = next(p.name for p in store1.glob("generate-*") if p.name not in stages.values())
     for stage in (synthetic, stages["uncond"]):
-        a, b = _shards(store1, stage), _shards(store2, stage)
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        _assert_same_samples(store1, store2, stage)
     for stage in (*store1.glob("features-*"), *store1.glob("cluster-*")):
         for array in stage.glob("*.npy"):
             np.testing.assert_array_equal(np.load(array), np.load(store2 / stage.name / array.name))
@@ -194,5 +203,4 @@ def test_compare_on_two_launched_processes_equals_one_process(tmp_path):
     w3 = _weights(store3, side_classifier)
     assert all(torch.equal(w2[k], w3[k]) for k in w2)
     for method, reference in (("cond", store1), ("side", store2)):
-        a, b = _shards(reference, stages[method]), _shards(store3, stages[method])
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        _assert_same_samples(reference, store3, stages[method])

@@ -16,7 +16,16 @@ from side_core.data import load_training_set
 from side_core.metrics import Bands
 from side_core.models import load_model
 from side_core.pipeline import METHODS, Run, extract
-from side_core.report import Report, best_pairs, markdown_table, pair_image, pairs_zip, report_csv, scored
+from side_core.report import (
+    Report,
+    best_pairs,
+    class_copies,
+    markdown_table,
+    pair_image,
+    pairs_zip,
+    report_csv,
+    scored,
+)
 
 BANDS = Bands.from_thresholds(0.5, 0.7, 0.9)
 
@@ -108,6 +117,10 @@ def test_report_round_trip_rows_and_files(tiny_run):
         assert p.similarity[0] == s.nearest.max()
     image = pair_image(pairs["side"].generated[0], pairs["side"].training[0], scale=2, pad=1)
     assert image.shape == (1 + 16 + 1, 1 + 2 * (16 + 1), 1)
+    per_class = class_copies(tiny_run, report)
+    assert per_class.aimed.sum() == 4 and (per_class.copies <= per_class.aimed).all()
+    above, aimed_at = per_class.n_above(-1.0)
+    assert above == aimed_at == int((per_class.aimed > 0).sum())
     names = zipfile.ZipFile(io.BytesIO(pairs_zip(pairs))).namelist()
     assert len(names) == sum(len(p) for p in pairs.values())
     assert all(n.split("/")[0] in METHODS and n.endswith(".png") for n in names)

@@ -4,13 +4,13 @@ pointed at them through the app's environment variables."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_support import SETTINGS, SurrogateSettings
+from app_support import state
+from side_core.config import ExtractionConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import Run, build_surrogate
@@ -24,7 +24,7 @@ def tiny_store(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
     scores, and both classifiers."""
     root = tmp_path_factory.mktemp("store")
     run = Run(root, load_model(tiny_model_dir, "cpu"), load_training_set(tiny_data_dir, 1, 8))
-    surrogate = build_surrogate(run, TINY.config(), ("side", "cond"))
+    surrogate = build_surrogate(run, TINY, ("side", "cond"))
     run.map2d(surrogate.features, "pca", 0)
     run.score(surrogate.synthetic)
     return root
@@ -44,15 +44,15 @@ def app_env(monkeypatch, tiny_model_dir, tiny_data_dir, tiny_store, tmp_path) ->
 
 @pytest.fixture
 def open_app(app_env):
-    """open_app(page=None, settings=TINY) -> an AppTest that has run once, on that page."""
+    """open_app(page=None, config=TINY) -> an AppTest that has run once, on that page."""
 
-    def make(page: str | None = None, settings: SurrogateSettings = TINY) -> AppTest:
+    def make(page: str | None = None, config: ExtractionConfig = TINY) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-        at.session_state[SETTINGS] = asdict(settings)
+        at.session_state[state.CONFIG] = config
         at.run()
         assert not at.exception
         if page is not None:
-            at.switch_page(f"pages/{page}").run()
+            at.switch_page(f"app_pages/{page}").run()
         return at
 
     return make

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from app_support import SurrogateSettings
+from side_core.config import ExtractionConfig
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
+_D = ExtractionConfig()
 # Tiny budgets: 32 samples in 3 classes (tau 0 keeps every cluster of an untrained model), 20 classifier steps.
-TINY = SurrogateSettings(n_syn=32, feature="unet", k=3, tau=0.0, classifier_steps=20)
+TINY = replace(
+    _D,
+    n_syn=32,
+    cluster=replace(_D.cluster, feature="unet", k=3, tau=0.0),
+    classifier_train=replace(_D.classifier_train, steps=20),
+)
 TIMEOUT = 60  # seconds per AppTest run: generous for 2 loaded cores; tiny runs take about a second
 
 
@@ -23,3 +30,16 @@ def button(at: AppTest, label: str):
 
 def captions_of_images(at: AppTest) -> list[str]:
     return [caption for image in at.image for caption in image.captions]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def submit(at: AppTest, label: str, **numbers: float) -> AppTest:
+    """Set number inputs (by key), press the button with this label, and check that no page raised."""
+    for key, value in numbers.items():
+        at.number_input(key=key).set_value(value)
+    button(at, label).click().run()
+    assert not at.exception
+    return at

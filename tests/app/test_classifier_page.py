@@ -1,35 +1,45 @@
-"""Page 3, surrogate classifier: accuracy per timestep quartile, and training from the button."""
+"""Page 3, surrogate classifier: what matters for guidance (per-class extraction, accuracy against
+chance), and training from the button."""
 
 from dataclasses import replace
 
-import app_support
-from app_support import CLASSIFIER_PAGE
+from app_support import state
+from app_support.state import CLASSIFIER_PAGE
 
-from .helpers import TINY, button
+from .helpers import TINY, button, metrics, submit
 
 
 def test_shows_the_stored_classifiers(open_app):
     at = open_app(CLASSIFIER_PAGE)
     assert not at.exception
     assert not at.error
-    assert "Clean accuracy (t = 0)" in [m.label for m in at.metric]
-    assert len(at.get("plotly_chart")) == 2  # accuracy per quartile, training loss
+    assert "Clean accuracy (t = 0)" in metrics(at)
+    assert "x chance" in at.metric[0].proto.delta
+    # per-class extraction (expected rates only: no comparison stored yet), accuracy, loss
+    assert len(at.get("plotly_chart")) == 3
+    assert "Run the comparison on the Report page" in at.info[0].value
     assert at.checkbox[0].value  # the tiny store holds the Cond classifier too
 
 
 def test_train_from_the_button(open_app, app_env):
     at = open_app(CLASSIFIER_PAGE)
-    at.number_input[0].set_value(12)
+    at.number_input(key="steps").set_value(12)
     at.checkbox[0].set_value(False)
     button(at, "Train").click().run()
     assert not at.exception
     assert not at.error
-    assert at.session_state[app_support.SETTINGS]["classifier_steps"] == 12
-    assert len(at.get("plotly_chart")) == 2
+    assert at.session_state[state.CONFIG].classifier_train.steps == 12
+    assert len(at.get("plotly_chart")) == 3
     assert len(list(app_env.glob("classifier-*"))) == 1  # only SIDE's: the Cond box was unticked
 
 
+def test_out_of_range_steps_are_refused(open_app):
+    at = open_app(CLASSIFIER_PAGE)
+    submit(at, "Train", steps=0)
+    assert "Training steps = 0 is out of range" in at.error[0].value
+
+
 def test_asks_for_clusters_first(open_app):
-    at = open_app(CLASSIFIER_PAGE, settings=replace(TINY, k=4))  # no such clusters stored
+    at = open_app(CLASSIFIER_PAGE, config=replace(TINY, cluster=replace(TINY.cluster, k=4)))  # none stored
     assert not at.exception
     assert "generate and cluster first" in at.info[0].value

@@ -1,10 +1,12 @@
 """Page 2, generate and cluster: the button generates and clusters; map, cluster table, and
-samples next to their nearest training images; bad K is the engine's error."""
+samples next to their nearest training images; out-of-range input is refused with a message."""
 
-import app_support
-from app_support import CLUSTER_PAGE
+import numpy as np
 
-from .helpers import button, captions_of_images
+from app_support import state, views
+from app_support.state import CLUSTER_PAGE
+
+from .helpers import button, captions_of_images, metrics, submit
 
 
 def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
@@ -13,14 +15,14 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
     assert not at.exception
     assert "press **Generate and cluster**" in at.info[0].value
 
-    at.number_input[0].set_value(24)  # N_syn
-    at.number_input[1].set_value(3)  # K
-    at.slider[0].set_value(0.0)  # tau: keep every cluster of the untrained tiny model
+    at.number_input(key="n_syn").set_value(24)
+    at.number_input(key="k").set_value(3)
+    at.slider(key="tau").set_value(0.0)  # keep every cluster of the untrained tiny model
     button(at, "Generate and cluster").click().run()
     assert not at.exception
     assert not at.error
-    assert at.session_state[app_support.SETTINGS]["n_syn"] == 24
-    assert {m.label: m.value for m in at.metric}["Samples"] == "24"
+    assert at.session_state[state.CONFIG].n_syn == 24
+    assert metrics(at)["Samples"] == "24"
     assert len(at.get("plotly_chart")) == 1  # the PCA map (no UMAP stored)
     assert any(b.label == "Compute UMAP map" for b in at.button)
     assert len(at.dataframe) == 1
@@ -29,14 +31,15 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
     assert any(c.startswith("train #") for c in captions)
 
 
-def test_bad_k_shows_the_engine_message(open_app):
+def test_out_of_range_input_is_refused_with_a_message(open_app):
     at = open_app(CLUSTER_PAGE)
-    at.number_input[1].set_value(40)  # K > N_syn = 32
-    button(at, "Generate and cluster").click().run()
-    assert not at.exception
-    assert "K = 40 clusters for 32 samples" in at.error[0].value
-    assert at.session_state[app_support.SETTINGS]["k"] == 3  # the last good settings stay
+    submit(at, "Generate and cluster", k=40)  # K > N_syn = 32
+    assert "Clusters K = 40 is out of range: use 2 to 31" in at.error[0].value
+    assert at.session_state[state.CONFIG].cluster.k == 3  # the last good settings stay
     assert len(at.get("plotly_chart")) == 1
+
+    submit(at, "Generate and cluster", k=3, n_syn=100_000)
+    assert "Samples N_syn = 100000 is out of range" in at.error[0].value
 
 
 def test_inspect_a_class_and_guide_toward_it(open_app):
@@ -48,7 +51,7 @@ def test_inspect_a_class_and_guide_toward_it(open_app):
     assert all("class 2" in c for c in captions_of_images(at) if c.startswith("sample #"))
     button(at, "Guide toward class 2").click().run()
     assert not at.exception
-    assert at.session_state[app_support.TARGET] == 2
+    assert at.session_state[state.TARGET] == 2
     assert at.title[0].value == "Guided extraction"
 
 
@@ -67,3 +70,32 @@ def test_umap_button_stores_the_map_and_offers_it(open_app, monkeypatch):
     assert not any(b.label == "Compute UMAP map" for b in at.button)
     at.segmented_control[0].set_value("PCA").run()
     assert not at.exception
+
+
+def test_the_map_lets_a_click_select_and_tells_many_classes_apart():
+    """Plotly sends no click in lasso mode, so the map must open in another drag mode; a palette of
+    100 classes has 100 different colours."""
+    from side_core.cluster import Clustering
+    from side_core.metrics import Bands
+    from side_core.report import Scored
+
+    n, k = 12, 3
+    labels = np.arange(n) % (k + 1)  # label 3: background
+    c = Clustering(
+        kmeans_labels=labels,
+        centroids=np.eye(4, dtype=np.float32),
+        cohesion=np.ones(4, np.float32),
+        sizes=np.full(4, 3),
+        kept=np.arange(k),
+        labels=labels,
+    )
+    similarity = np.linspace(0, 1, n, dtype=np.float32)[:, None]
+    scores = Scored(None, similarity, np.zeros((n, 1), np.int64), Bands.from_thresholds(0.2, 0.5, 0.8))
+    figure = views.cluster_map(np.random.default_rng(0).normal(size=(n, 2)), c, scores, highlight=1)
+    assert figure.layout.dragmode not in ("lasso", "select")
+    assert not figure.layout.showlegend
+    ids = sorted(int(d[0]) for trace in figure.data for d in trace.customdata)
+    assert ids == list(range(n))  # every sample once, whatever the highlight
+    outlined = figure.data[-1]
+    assert [int(d[0]) for d in outlined.customdata] == [1, 5, 9]
+    assert len(set(views.class_colours(100))) == 100

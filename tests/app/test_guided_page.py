@@ -1,64 +1,78 @@
-"""Page 4, guided extraction: pick a class, generate, see guided and unguided samples next to their
-nearest training images, and scrub through the captured timesteps without recomputing."""
+"""Page 4, guided extraction: opens on the most promising class, generates guided and unguided
+samples side by side with their nearest training images, scrubs through the captured timesteps
+without recomputing, and refuses out-of-range input with a message."""
 
 from dataclasses import replace
 
-import app_support
-from app_support import GUIDED_PAGE
+from app_support import state
+from app_support.state import GUIDED_PAGE
 
-from .helpers import TINY, button, captions_of_images
+from .helpers import TINY, button, captions_of_images, metrics, submit
 
 
-def test_generate_guided_samples_toward_a_class(open_app, app_env):
+def test_opens_on_the_most_promising_class_and_generates(open_app, app_env):
     at = open_app(GUIDED_PAGE)
     assert not at.exception
     assert "Press **Generate**" in at.info[0].value
-    assert len(at.image[0].value) == 3  # one thumbnail mosaic per class
+    ranked = [int(o.split(" ")[1]) for o in at.selectbox(key="target_choice").options]
+    assert sorted(ranked) == [0, 1, 2]
+    assert at.selectbox(key="target_choice").value == ranked[0]  # the first of the engine's ranking
+    assert at.session_state[state.TARGET] == ranked[0]
 
-    at.pills(key="target_pills").set_value(1).run()
-    at.slider[0].set_value(4.0)  # guidance scale
-    at.number_input[0].set_value(10)  # sampler steps
-    at.number_input[1].set_value(4)  # samples
-    button(at, "Generate").click().run()
-    assert not at.exception
+    at.selectbox(key="target_choice").select(1).run()
+    at.slider(key="scale").set_value(4.0)
+    submit(at, "Generate", num_steps=10, n=4)
     assert not at.error
-    assert at.session_state[app_support.GUIDED]["cls"] == 1
+    assert at.session_state[state.GUIDED].cls == 1
+    assert metrics(at)["Copies, guided"].endswith("/ 4")
     captions = captions_of_images(at)
-    assert sum(c.startswith("guided #") for c in captions) == 4
-    assert sum(c.startswith("unguided #") for c in captions) == 4
+    # every sample, guided or not, carries its nearest similarity and band
+    assert sum(c.startswith("guided #") and c.count("·") == 2 for c in captions) == 4
+    assert sum(c.startswith("unguided #") and c.count("·") == 2 for c in captions) == 4
     assert sum(c.startswith("train #") for c in captions) == 4 * 3
-    assert at.subheader[-1].value.startswith("3. Class 1")
+    assert at.subheader[0].value.startswith("Class 1 at λ = 4")
 
     # Scrubbing reads the captured frames from the store: no new stage appears.
     stages = sorted(p.name for p in app_env.iterdir())
     scrub = at.select_slider[0]
-    assert scrub.options[0] == "t = 90" and scrub.value == 0  # 10 DDIM steps over 100 timesteps; shows the end
+    assert scrub.options[0] == "t = 90" and scrub.value == 0  # 10 steps over 100 timesteps; shows the end
     scrub.set_value(90).run()
     assert not at.exception
     assert any("predicted x0 at t = 90" in c for c in captions_of_images(at))
     assert sorted(p.name for p in app_env.iterdir()) == stages
 
 
-def test_guidance_window_and_reopening_reuse_the_store(open_app, app_env):
+def test_weak_class_button_and_reopening_reuse_the_store(open_app, app_env):
     at = open_app(GUIDED_PAGE)
-    at.slider[1].set_value((0, 50))  # guide only in the second half of sampling
-    at.number_input[0].set_value(5)
-    at.number_input[1].set_value(2)
-    button(at, "Generate").click().run()
-    assert not at.exception
-    assert at.session_state[app_support.GUIDED]["window"] == (0, 50)
+    weak = int(at.selectbox(key="target_choice").options[-1].split(" ")[1])
+    button(at, next(b.label for b in at.button if b.label.startswith("Try a weak class"))).click().run()
+    assert at.selectbox(key="target_choice").value == weak
+    at.slider(key="window").set_value((0, 50))  # guide only in the second half of sampling
+    submit(at, "Generate", num_steps=5, n=2)
+    assert at.session_state[state.GUIDED].sample.guidance_window == (0, 50)
+    assert at.session_state[state.GUIDED].cls == weak
     n_stages = len(list(app_env.iterdir()))
 
     again = open_app(GUIDED_PAGE)  # a second tab: its own session, the same store
-    again.session_state[app_support.GUIDED] = at.session_state[app_support.GUIDED]
+    again.session_state[state.GUIDED] = at.session_state[state.GUIDED]
     again.run()
     assert not again.exception
     assert sum(c.startswith("guided #") for c in captions_of_images(again)) == 2
     assert len(list(app_env.iterdir())) == n_stages
 
 
+def test_out_of_range_and_few_steps(open_app):
+    at = open_app(GUIDED_PAGE)
+    submit(at, "Generate", n=100_000)
+    assert "Samples = 100000 is out of range: use 1 to 256" in at.error[0].value
+    submit(at, "Generate", n=2, num_steps=1)
+    assert not at.error
+    assert "1 sampler step leaves the samples noisy" in at.warning[0].value
+
+
 def test_asks_for_a_classifier_first(open_app):
-    at = open_app(GUIDED_PAGE, settings=replace(TINY, classifier_steps=7))  # no such classifier stored
+    config = replace(TINY, classifier_train=replace(TINY.classifier_train, steps=7))  # no such classifier stored
+    at = open_app(GUIDED_PAGE, config=config)
     assert not at.exception
     assert "trained SIDE classifier" in at.info[0].value
 
@@ -66,11 +80,7 @@ def test_asks_for_a_classifier_first(open_app):
 def test_a_second_generation_uses_the_new_settings(open_app):
     """The form keeps its widgets across generations, so a changed seed is what the next run uses."""
     at = open_app(GUIDED_PAGE)
-    at.number_input(key="num_steps").set_value(5)
-    at.number_input(key="n").set_value(2)
-    button(at, "Generate").click().run()
-    at.number_input(key="seed").set_value(7)
-    button(at, "Generate").click().run()
-    assert not at.exception
-    assert at.session_state[app_support.GUIDED]["seed"] == 7
-    assert at.session_state[app_support.GUIDED]["n"] == 2
+    submit(at, "Generate", num_steps=5, n=2)
+    submit(at, "Generate", seed=7)
+    assert at.session_state[state.GUIDED].seed == 7
+    assert at.session_state[state.GUIDED].n == 2

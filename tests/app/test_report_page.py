@@ -1,15 +1,17 @@
-"""Page 5, report: UnCond vs Cond vs SIDE at equal N_G, best extractions, downloads, and the sweep."""
+"""Page 5, report: UnCond vs Cond vs SIDE at equal N_G, best extractions as unbroken pairs,
+downloads, and the sweep with a caption read from its own numbers."""
 
 import io
 import json
 import zipfile
 
-from app_support import REPORT_PAGE, AppRun, CompareRequest, report_downloads
+from app_support import jobs, resources, state
+from app_support.state import REPORT_PAGE, CompareRequest
 from side_core.data import load_training_set
 from side_core.models import load_model
-from side_core.pipeline import METHODS, extract
+from side_core.pipeline import METHODS, Run
 
-from .helpers import TINY, button
+from .helpers import TINY, button, submit
 
 
 def test_compare_sweep_and_downloads(open_app):
@@ -17,21 +19,22 @@ def test_compare_sweep_and_downloads(open_app):
     assert not at.exception
     assert "press **Compare**" in at.info[0].value
 
-    at.number_input[0].set_value(4)  # N_G
-    at.number_input[2].set_value(5)  # sampler steps
-    button(at, "Compare").click().run()
-    assert not at.exception
+    submit(at, "Compare", n_g=4, compare_steps=5)
     assert not at.error
     table = next(m.value for m in at.markdown if m.value.startswith("| method"))
     assert all(f"| {method} | 4 |" in table for method in ("uncond", "cond", "side"))
     assert len(at.tabs) == 3
-    assert at.image  # best-extraction pairs
+    pairs = [image for image in at.image if any(c.startswith("side ·") for c in image.captions)]
+    assert pairs and all(c.startswith("side ·") and "train #" in c for c in pairs[0].captions)  # one image a pair
 
-    at.text_input[0].set_value("0, 3")
+    at.text_input(key="scales").set_value("0, 3")
     button(at, "Sweep").click().run()
     assert not at.exception
     assert not at.error
     assert len(at.get("plotly_chart")) == 1
+    assert any(
+        c.value.startswith("SIDE at each λ") and "From λ = 0 to 3, AMS high goes from" in c.value for c in at.caption
+    ), [c.value[:60] for c in at.caption]
 
     downloads = at.get("download_button")
     assert [d.proto.label for d in downloads] == ["Report (JSON)", "Table (CSV)", "Image pairs (ZIP)"]
@@ -39,25 +42,30 @@ def test_compare_sweep_and_downloads(open_app):
 
 def test_bad_scales_show_an_error(open_app):
     at = open_app(REPORT_PAGE)
-    at.text_input[0].set_value("1, lots")
-    button(at, "Sweep").click().run()
-    assert not at.exception
-    assert "Guidance scales must be numbers" in at.error[0].value
+    for text, message in (("1, lots", "Guidance scales must be numbers"), ("2, 500", "Guidance scale = 500 is out")):
+        at.text_input(key="scales").set_value(text)
+        button(at, "Sweep").click().run()
+        assert not at.exception
+        assert message in at.error[0].value
 
 
 def test_download_contents(tiny_model_dir, tiny_data_dir, tiny_store, tmp_path):
     """The downloads hold the report, one CSV row per method, and PNG pairs per method."""
-    run = AppRun(
+    run = Run(
         tmp_path,
         load_model(tiny_model_dir, "cpu"),
         load_training_set(tiny_data_dir, 1, 8),
         read_only_roots=(tiny_store,),
     )
-    report = extract(run, CompareRequest(n_samples=4, num_steps=5).config(TINY), METHODS)
-    report_json, report_csv, pairs = report_downloads(run, report)
+    work = jobs.compare(CompareRequest(n_samples=4, num_steps=5).config(TINY))
+    assert work.stored(run) is None
+    report = work.make(run, None)
+    assert work.stored(run) == report  # the same work, looked up: nothing computed twice
+    report_json, report_csv, pairs = resources.report_files(run, report)
     assert set(json.loads(report_json)["methods"]) == set(METHODS)
     assert "ratios" in json.loads(report_json)
     assert len(report_csv.strip().splitlines()) == 1 + len(METHODS)
     names = zipfile.ZipFile(io.BytesIO(pairs)).namelist()
     assert {n.split("/")[0] for n in names} == set(METHODS)
     assert all(n.endswith(".png") for n in names)
+    assert state.DEFAULT.n_samples == CompareRequest().n_samples

@@ -1,0 +1,83 @@
+"""Report: UnCond vs Cond vs SIDE at equal N_G, a guidance-scale sweep, the best extractions, downloads."""
+
+import streamlit as st
+
+from app_support import forms, jobs, resources, state, views
+from side_core.report import best_pairs, markdown_table, pair_image
+
+st.title("Report")
+st.markdown(
+    "The paper's comparison at the same budget N_G, model and sampler: **UnCond** (plain sampling), **Cond** "
+    "(guidance by a time-blind classifier) and **SIDE** (the time-dependent classifier). AMS: percent of samples "
+    "whose nearest training image is in a band; UMS: distinct training images reached in that band, per sample."
+)
+
+run = resources.require_run()
+config = state.config()
+if jobs.surrogate(config).stored(run) is None:
+    st.info("The report needs surrogate classes for the current settings: generate and cluster first.")
+    views.page_link(state.CLUSTER_PAGE, "Generate and cluster")
+    st.stop()
+t_max = run.model.scheduler.config.num_train_timesteps - 1
+
+st.subheader("UnCond vs Cond vs SIDE")
+with views.errors_shown():
+    request = forms.compare(state.compare_request(), t_max)
+    if request is not None and jobs.do(jobs.compare(request.config(config)), run) is not None:
+        st.session_state[state.COMPARE] = request
+        st.rerun()  # draw the new stages, sidebar included
+last = state.compare_request()
+compared = last.config(config)
+
+report = jobs.compare(compared).stored(run)
+if report is None:
+    st.info(
+        f"No comparison is stored at N_G = {last.n_samples}, λ = {last.guidance_scale:g}, {last.num_steps} steps "
+        "for the current classes: press **Compare**."
+    )
+else:
+    st.markdown(markdown_table(report))
+    st.caption(
+        "AMS and UMS in percent of N_G; bands: "
+        + ", ".join(f"{name} ≥ {low:.3f}" for name, (low, _) in report.bands.items())
+        + f" ({report.similarity['name']} similarity). Distinct: training images with a sample in the high band."
+    )
+    st.caption(views.ratio_text(report))
+
+    st.subheader("Best extractions")
+    st.caption(
+        "Each image is a pair: a generated sample (left) and its nearest training image (right), distinct training "
+        "images, best first."
+    )
+    pairs = best_pairs(run, report)
+    scale = views.scale_for(run.model.size, 96)
+    for tab, method in zip(st.tabs(["SIDE", "Cond", "UnCond"]), ("side", "cond", "uncond"), strict=True):
+        p = pairs[method]
+        images = [views.squeeze(pair_image(p.generated[i], p.training[i], scale)) for i in range(len(p))]
+        tab.image(
+            images,
+            caption=[
+                f"{method} · {s:.3f} ({report.bands.name_of(float(s)) or 'below'}) · train #{int(j)}"
+                for s, j in zip(p.similarity, p.train_index, strict=True)
+            ],
+            width=images[0].shape[1] if images else "content",
+        )
+
+    report_json, report_csv, pairs_zip = resources.report_files(run, report)
+    cols = st.columns(3)
+    cols[0].download_button("Report (JSON)", report_json, "side_report.json", "application/json")
+    cols[1].download_button("Table (CSV)", report_csv, "side_report.csv", "text/csv")
+    cols[2].download_button("Image pairs (ZIP)", pairs_zip, "side_extractions.zip", "application/zip")
+
+st.subheader("Guidance-scale sweep")
+with views.errors_shown():
+    scales = forms.sweep(st.session_state[state.SWEEP])
+    if scales is not None and jobs.do(jobs.sweep(compared, scales), run) is not None:
+        st.session_state[state.SWEEP] = scales
+        st.rerun()
+points = jobs.sweep(compared, st.session_state[state.SWEEP]).stored(run)
+if points is None:
+    st.info("Press **Sweep** to run SIDE at each scale.")
+    st.stop()
+st.plotly_chart(views.sweep_figure(points))
+st.caption(views.sweep_caption(points))

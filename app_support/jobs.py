@@ -1,0 +1,311 @@
+"""Heavy work: started only from buttons, run one job at a time per server (queued in order, each
+waiting tab told its place and an estimate), with progress fed by the engine's callbacks.
+
+A :class:`Work` is one piece of work written once: ``work.stored(run)`` answers "is all of it
+stored?" through the engine's :meth:`Run.stored` without computing anything, and ``do(work, run)``
+computes what is missing. The two can never ask for different stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import streamlit as st
+import torch
+
+from app_support import state
+from app_support.views import errors_shown, mosaic
+from side_core.config import ExtractionConfig
+from side_core.pipeline import METHODS, Run, Surrogate, build_surrogate, extract, guidance_sweep
+from side_core.report import Report, Scored, SweepPoint, scored
+from side_core.sampling import SampleProgress
+
+T = TypeVar("T")
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress bar fed by the engine's callbacks (``say``, sample and classifier progress). It is
+    drawn on the first callback, so work that is already stored leaves no empty bar behind."""
+
+    def __init__(self, text: str = "Starting..."):
+        self.text = text
+        self.part = ""  # e.g. "scale 2 of 5: " while a job runs several generations
+        self.slot = st.empty()
+
+    def _show(self, done: float, text: str) -> None:
+        self.slot.progress(min(max(done, 0.0), 1.0), text=self.part + text)
+
+    def say(self, message: str) -> None:
+        self.text = message[:1].upper() + message[1:]
+        self._show(0.0, self.text)
+
+    def sample(self, p: SampleProgress) -> None:
+        done = (p.batch * p.n_steps + p.step) / (p.n_batches * p.n_steps)
+        self._show(done, f"{self.text}: batch {p.batch + 1}/{p.n_batches}, step {p.step}/{p.n_steps}")
+
+    def classifier(self, step: int, total: int, loss: float) -> None:
+        if step % max(1, total // 100) == 0 or step == total:
+            self._show(step / total, f"{self.text}: step {step}/{total}, loss {loss:.3f}")
+
+    def hooks(self) -> dict:
+        """The engine's progress callbacks, all to this bar."""
+        return {"say": self.say, "sample_progress": self.sample, "classifier_progress": self.classifier}
+
+    def clear(self) -> None:
+        self.slot.empty()
+
+
+class LiveGrid:
+    """Generations side by side, each showing its batch's predicted x0 every few denoising steps so
+    that faces visibly form. A column is drawn on its first callback (a stored twin stays empty)."""
+
+    def __init__(self, titles: tuple[str, ...], size: int, n_cols: int = 4, updates: int = 10):
+        self.titles, self.size, self.n_cols, self.updates = titles, size, n_cols, updates
+        self.columns = [(column.empty(), column.empty()) for column in st.columns(len(titles))]
+
+    def feed(self, i: int) -> Callable[[SampleProgress], None]:
+        image, bar = self.columns[i]
+        title = self.titles[i]
+
+        def show(p: SampleProgress) -> None:
+            every = max(1, p.n_steps // self.updates)
+            if p.step % every == 0 or p.step in (1, p.n_steps):
+                image.image(
+                    mosaic(p.x0_pred, min(self.n_cols, len(p.x0_pred)), self.size),
+                    caption=f"{title}: predicted x0 after step {p.step}/{p.n_steps} (t = {p.t})",
+                )
+            done = (p.batch * p.n_steps + p.step) / (p.n_batches * p.n_steps)
+            bar.progress(min(done, 1.0), text=f"{title}: batch {p.batch + 1}/{p.n_batches}, step {p.step}/{p.n_steps}")
+
+        return show
+
+    def clear(self) -> None:
+        for image, bar in self.columns:
+            image.empty()
+            bar.empty()
+
+
+# -- the queue --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Ticket:
+    title: str
+    units: float  # the job's size in its own units (e.g. denoising steps x samples), for the estimate
+    started: float | None = None  # time.monotonic() when it began running
+
+
+@dataclass
+class JobQueue:
+    """This server's heavy jobs, first come first served, one at a time: on a few cores parallel jobs
+    only slow each other down, and the engine's feature hook on the shared UNet wants one caller."""
+
+    condition: threading.Condition = field(default_factory=threading.Condition)
+    tickets: list[Ticket] = field(default_factory=list)  # the running job first, then the waiting ones
+    history: dict[str, list[float]] = field(default_factory=dict)  # title -> seconds per unit, recent first
+
+    def join(self, title: str, units: float) -> Ticket:
+        with self.condition:
+            ticket = Ticket(title, max(units, 1.0))
+            self.tickets.append(ticket)
+            return ticket
+
+    def wait_turn(self, ticket: Ticket, timeout: float) -> bool:
+        """True once ``ticket`` runs; False if it still waits after ``timeout`` seconds."""
+        with self.condition:
+            self.condition.wait_for(lambda: self.tickets[0] is ticket, timeout)
+            if self.tickets[0] is ticket and ticket.started is None:
+                ticket.started = time.monotonic()
+            return self.tickets[0] is ticket
+
+    def leave(self, ticket: Ticket, finished: bool) -> None:
+        with self.condition:
+            if finished and ticket.started is not None:
+                rate = (time.monotonic() - ticket.started) / ticket.units
+                self.history[ticket.title] = [rate, *self.history.get(ticket.title, [])][:5]
+            self.tickets.remove(ticket)
+            self.condition.notify_all()
+
+    def estimate(self, ticket: Ticket) -> float | None:
+        """Seconds ``ticket`` should take: its size at the mean rate of recent jobs like it (or of any
+        job, if none like it has finished); None before any job has finished on this server."""
+        rates = self.history.get(ticket.title) or [r for rs in self.history.values() for r in rs]
+        return ticket.units * sum(rates) / len(rates) if rates else None
+
+    def wait_message(self, ticket: Ticket) -> str:
+        with self.condition:
+            ahead = self.tickets[: self.tickets.index(ticket)]
+            now = time.monotonic()
+            left: float | None = 0.0
+            for other in ahead:
+                estimate = self.estimate(other)
+                if estimate is None or left is None:
+                    left = None
+                    continue
+                elapsed = now - other.started if other.started is not None else 0.0
+                left += max(estimate - elapsed, 1.0)
+        running = ahead[0]
+        since = f", running for {now - running.started:.0f} s" if running.started is not None else ""
+        when = (
+            f"it should start in about {left:.0f} s"
+            if left is not None
+            else "no estimate yet, as no job of that kind has finished on this server"
+        )
+        return (
+            f"Queued: position {len(ahead) + 1} of {len(self.tickets)} on this server. Ahead of you: "
+            f"'{running.title}'{since}" + (f", and {len(ahead) - 1} more" if len(ahead) > 1 else "") + f"; {when}."
+        )
+
+
+@st.cache_resource
+def job_queue() -> JobQueue:
+    return JobQueue()
+
+
+@contextlib.contextmanager
+def _turn(title: str, units: float) -> Iterator[None]:
+    """Wait for this server's earlier jobs (showing the place in the queue), then run the block."""
+    queue = job_queue()
+    ticket = queue.join(title, units)
+    finished = False
+    try:
+        if not queue.wait_turn(ticket, timeout=0):
+            note = st.empty()
+            while not queue.wait_turn(ticket, timeout=1.0):
+                note.info(queue.wait_message(ticket), icon=":material/hourglass_top:")
+            note.empty()
+        yield
+        finished = True
+    finally:
+        queue.leave(ticket, finished)
+
+
+# -- work -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Work(Generic[T]):
+    """One piece of heavy work: ``make(run, ui)`` makes (or, with ``ui=None``, only looks up) its
+    stages; ``ui`` is the progress display ``make`` feeds while it computes."""
+
+    title: str
+    units: float  # size for the queue's estimate: denoising steps x samples, or classifier steps
+    make: Callable[[Run, object | None], T]
+    ui: Callable[[], object] = Progress
+
+    def stored(self, run: Run) -> T | None:
+        """The result if every stage is stored; None otherwise, having computed nothing."""
+        return run.stored(lambda peek: self.make(peek, None))
+
+
+def do(work: Work[T], run: Run) -> T | None:
+    """Queue ``work``, then make it with a progress display; its result, or None with the engine's
+    message shown (bad input is a SideError)."""
+    result = None
+    with errors_shown():
+        result = work.stored(run)  # all stored: no need to wait behind other tabs' jobs
+        if result is None:
+            with _turn(work.title, work.units):
+                ui = work.ui()
+                try:
+                    result = work.make(run, ui)
+                finally:
+                    ui.clear()
+    return result
+
+
+def _hooks(ui: Progress | None) -> dict:
+    return ui.hooks() if ui is not None else {}
+
+
+def surrogate(config: ExtractionConfig, methods: tuple[str, ...] = ()) -> Work[Surrogate]:
+    """SIDE steps 1-5: N_syn plain samples, features, clusters, and the given classifiers."""
+    if methods:
+        title, units = "Train the classifier", config.classifier_train.steps * len(methods)
+    else:
+        title, units = "Generate and cluster", config.n_syn * config.sample.num_steps
+
+    def make(run: Run, ui: Progress | None) -> Surrogate:
+        return build_surrogate(run, config, methods, **_hooks(ui))
+
+    return Work(title, units, make)
+
+
+def clusters_with_scores(config: ExtractionConfig) -> Work[tuple[Surrogate, Scored]]:
+    """What the cluster page shows: the surrogate stages, the PCA map, and the samples' scores."""
+    base = surrogate(config)
+
+    def make(run: Run, ui: Progress | None) -> tuple[Surrogate, Scored]:
+        found = base.make(run, ui)
+        if ui is not None:
+            ui.say("PCA map and nearest training images")
+        run.map2d(found.features, "pca", config.seed)
+        return found, scored(run, found.synthetic, run.score(found.synthetic))
+
+    return Work(base.title, base.units, make)
+
+
+def umap_map(found: Surrogate, config: ExtractionConfig) -> Work:
+    """The UMAP map of the samples' features (about a minute, mostly importing and compiling umap)."""
+    return Work("UMAP map", config.n_syn, lambda run, ui: run.map2d(found.features, "umap", config.seed))
+
+
+@dataclass(frozen=True)
+class GuidedResult:
+    guided: Scored
+    plain: Scored
+    guided_frames: dict[int, torch.Tensor]  # timestep -> (N, C, H, W) predicted x0
+    plain_frames: dict[int, torch.Tensor]
+    key: str  # the guided generation's stage folder: one scrub slider per generation
+
+
+def guided(found: Surrogate, request: state.GuidedRequest, size: int) -> Work[GuidedResult]:
+    """Samples guided toward one class, then the same seeds unguided, shown live side by side."""
+    target = found.target("side", request.cls)
+    steps = request.capture_steps
+    titles = (f"Guided toward class {request.cls}", "Unguided, same seeds")
+
+    def make(run: Run, ui: LiveGrid | None) -> GuidedResult:
+        feed = ui.feed if ui is not None else lambda i: None
+        g = run.generate(request.n, request.seed, request.sample, target, steps, feed(0))
+        p = run.generate(request.n, request.seed, request.sample, None, steps, feed(1))
+        return GuidedResult(
+            scored(run, g, run.score(g)), scored(run, p, run.score(p)), run.frames(g), run.frames(p), g.path.name
+        )
+
+    units = 2 * request.n * request.sample.num_steps
+    return Work(titles[0], units, make, ui=lambda: LiveGrid(titles, size))
+
+
+def compare(config: ExtractionConfig) -> Work[Report]:
+    """UnCond vs Cond vs SIDE at N_G (trains the missing classifiers first)."""
+
+    def make(run: Run, ui: Progress | None) -> Report:
+        return Report.from_json(extract(run, config, METHODS, **_hooks(ui)))
+
+    return Work("Compare the three methods", 3 * config.n_samples * config.sample.num_steps, make)
+
+
+def sweep(config: ExtractionConfig, scales: tuple[float, ...]) -> Work[list[SweepPoint]]:
+    """SIDE at each guidance scale, same N_G and seeds; progress per batch of each scale."""
+
+    def make(run: Run, ui: Progress | None) -> list[SweepPoint]:
+        build_surrogate(run, config, ("side",), **_hooks(ui))  # the classifier, with its progress
+        points = []
+        for i, scale in enumerate(scales):
+            if ui is not None:
+                ui.part = f"λ = {scale:g} ({i + 1} of {len(scales)}) · "
+            hooks = {"say": ui.say, "sample_progress": ui.sample} if ui is not None else {}
+            rows = guidance_sweep(run, config, (scale,), **hooks)
+            points += [SweepPoint.from_json(row) for row in rows]
+        return points
+
+    return Work("Guidance-scale sweep", len(scales) * config.n_samples * config.sample.num_steps, make)

@@ -1,0 +1,102 @@
+"""Resources shared by every session of the server: the model and training set (``st.cache_resource``,
+never mutated), torch's threads, the open run, and small cached look-ups keyed by stage folders (a
+finished stage never changes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from app_support import state
+from side_core.cluster import ClassEvidence, rank_classes, representatives
+from side_core.data import TrainingSet, load_training_set
+from side_core.errors import SideError
+from side_core.models import LoadedModel, load_model
+from side_core.pipeline import Run, Surrogate
+from side_core.report import Report, best_pairs, pairs_zip, report_csv, report_json
+
+
+@st.cache_resource
+def configure_torch(threads: int) -> int:
+    """Set torch's CPU threads once per server process.
+
+    Leave a core to the server and the browser: with as many threads as cores, every torch op waits
+    for a thread the event loop (or any other process) holds, and sampling the bundled model on 2
+    busy cores took 13 s instead of 1.3 s with one thread (measured here)."""
+    torch.set_num_threads(threads)
+    return threads
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def cached_model(spec: str) -> LoadedModel:
+    """Shared by every session; never mutated (eval mode, no grad)."""
+    return load_model(spec)
+
+
+@st.cache_resource(show_spinner="Loading the training set...")
+def cached_training_set(spec: str, channels: int, size: int, n_images: int | None) -> TrainingSet:
+    return load_training_set(spec, channels, size, n_images)
+
+
+def open_run() -> Run:
+    """The run for this session's model and training set; raises SideError on bad input."""
+    model = cached_model(st.session_state[state.MODEL])
+    data = cached_training_set(st.session_state[state.DATA], model.channels, model.size, st.session_state[state.N_DATA])
+    env = state.read_env()
+    return Run(env.runs, model, data, read_only_roots=(env.store,))
+
+
+def require_run() -> Run:
+    """The run, or the engine's message and a stopped page."""
+    try:
+        return open_run()
+    except SideError as err:
+        st.error(str(err), icon=":material/error:")
+        st.stop()
+
+
+def ranked_classes(run: Run, surrogate: Surrogate) -> list[ClassEvidence]:
+    """The surrogate classes, most promising target first, with their expected copy rates."""
+    score = run.score(surrogate.synthetic)  # stored with the clusters; instant when it is not
+    return _ranked(run, surrogate.clusters.path, score.path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _ranked(_run: Run, clusters: Path, score: Path) -> list[ClassEvidence]:
+    similarity, index = _run.neighbours(_run.find(score.name))
+    return rank_classes(_run.clustering(_run.find(clusters.name)), similarity[:, 0], index[:, 0], _run.bands())
+
+
+def class_representatives(run: Run, surrogate: Surrogate, per_class: int = 4) -> list[np.ndarray]:
+    """For each surrogate class, the ids of the members closest to its centroid."""
+    return _representatives(run, surrogate.features.path, surrogate.clusters.path, per_class)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _representatives(_run: Run, features: Path, clusters: Path, per_class: int) -> list[np.ndarray]:
+    clustering = _run.clustering(_run.find(clusters.name))
+    return representatives(_run.feature_vectors(_run.find(features.name)), clustering, per_class)
+
+
+def open_specs(model_spec: str, data_spec: str, n_data: int | None) -> None:
+    """Load a model and training set (raising SideError on bad input) and make them this session's."""
+    model = cached_model(model_spec)
+    cached_training_set(data_spec, model.channels, model.size, n_data)
+    st.session_state[state.MODEL] = model_spec
+    st.session_state[state.DATA] = data_spec
+    st.session_state[state.N_DATA] = n_data
+
+
+def report_files(run: Run, report: Report) -> tuple[str, str, bytes]:
+    """(report JSON, table CSV, ZIP of best-extraction pairs as PNGs), cached by the report's JSON."""
+    return _report_files(run, report_json(report))
+
+
+@st.cache_data(max_entries=8, show_spinner="Preparing the downloads...")
+def _report_files(_run: Run, text: str) -> tuple[str, str, bytes]:
+    report = Report.from_json(json.loads(text))
+    return text, report_csv(report), pairs_zip(best_pairs(_run, report, n=16))

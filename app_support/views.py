@@ -1,0 +1,373 @@
+"""What the pages draw: errors, image grids, figures, captions. Pure presentation of engine results:
+every number shown here was computed by ``side_core``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from side_core.cluster import ClassEvidence, Clustering, band_counts
+from side_core.errors import SideError
+from side_core.images import grid, to_uint8, upscale_nearest
+from side_core.metrics import BAND_NAMES, Bands
+from side_core.pipeline import Run
+from side_core.report import ClassCopies, Report, Scored, SweepPoint
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def errors_shown(stop: bool = False) -> Iterator[None]:
+    """Show a SideError (bad input) as st.error with the engine's message; anything else is a bug
+    and keeps its traceback. ``stop``: end the page there."""
+    try:
+        yield
+    except SideError as err:
+        st.error(str(err), icon=":material/error:")
+        if stop:
+            st.stop()
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+
+def scale_for(size: int, target_px: int = 112) -> int:
+    """Nearest-neighbour factor that shows a size x size image about target_px wide."""
+    return max(1, round(target_px / size))
+
+
+def squeeze(image: np.ndarray) -> np.ndarray:
+    """(H, W, 1) -> (H, W) for st.image; colour images pass through."""
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def tiles(images: torch.Tensor, size: int, target_px: int = 112) -> list[np.ndarray]:
+    """(N, C, H, W) float in [-1, 1] -> N blocky uint8 images about target_px wide."""
+    return [squeeze(im) for im in upscale_nearest(to_uint8(images), scale_for(size, target_px))]
+
+
+def mosaic(images: torch.Tensor, n_cols: int, size: int, target_px: int = 96) -> np.ndarray:
+    """(N, C, H, W) float in [-1, 1] -> one blocky uint8 grid image."""
+    return squeeze(grid(upscale_nearest(to_uint8(images), scale_for(size, target_px)), n_cols, pad=3))
+
+
+def show_with_neighbours(
+    run: Run, columns: Sequence[tuple[str, torch.Tensor, list[str]]], neighbours: Scored, max_rows: int = 32
+) -> None:
+    """A table of images, one row per sample: the given columns (title, (N, C, H, W) images, N
+    captions), then the nearest training images of ``neighbours``' samples with similarity and band."""
+    size, n, k = run.model.size, len(neighbours.index), neighbours.index.shape[1]
+    titles = [title for title, _, _ in columns] + [f"nearest training image {j + 1}" for j in range(k)]
+    for cell, title in zip(st.columns(len(titles)), titles, strict=True):
+        cell.markdown(f"**{title}**")
+    shown = [tiles(images[:max_rows], size) for _, images, _ in columns]
+    for i in range(min(n, max_rows)):
+        cells = st.columns(len(titles))
+        for cell, images, (_, _, captions) in zip(cells, shown, columns, strict=False):
+            cell.image(images[i], caption=captions[i], width=images[i].shape[1])
+        row_tiles = tiles(run.data.images[torch.from_numpy(neighbours.index[i])], size)
+        for cell, image, j, sim in zip(
+            cells[len(columns) :], row_tiles, neighbours.index[i], neighbours.similarity[i], strict=True
+        ):
+            cell.image(image, caption=f"train #{int(j)} · {sim:.3f} · {neighbours.band(sim)}", width=image.shape[1])
+    if n > max_rows:
+        st.caption(f"The first {max_rows} of {n} samples are shown.")
+
+
+def sample_caption(name: str, scores: Scored, i: int) -> str:
+    """'guided #3 · 0.912 · high': a sample, its nearest training similarity and band."""
+    return f"{name} #{i} · {scores.nearest[i]:.3f} · {scores.band(scores.nearest[i])}"
+
+
+# -- the map of the samples --------------------------------------------------------------------------
+
+
+def class_colours(n: int) -> list[str]:
+    """n colours that stay apart for 40-100 classes: hues a golden angle apart, lightness in three
+    steps, so that neighbouring class ids never share a look."""
+    return [f"hsl({i * 137.508 % 360:.0f}, {(75, 55, 90)[i % 3]}%, {(45, 62, 32)[i % 3]}%)" for i in range(n)]
+
+
+def label_name(c: Clustering, label: int) -> str:
+    """'class 3', or 'background' for the label of samples whose cluster was dropped."""
+    return "background" if label == c.n_classes else f"class {label}"
+
+
+def cluster_map(xy: np.ndarray, c: Clustering, scores: Scored, highlight: int | None = None) -> go.Figure:
+    """The samples' 2-D map coloured by surrogate class (background grey, behind); near-copies are
+    diamonds; ``highlight`` draws one class on top, outlined, and fades the rest. custom_data holds
+    [sample id, K-means cluster, nearest similarity] of every point, for selections."""
+    colours = class_colours(c.n_classes)
+    groups = []  # (sample ids, trace name, marker)
+    if c.background:
+        groups.append((np.flatnonzero(c.labels == c.n_classes), "background", {"color": "lightgrey", "opacity": 0.5}))
+    in_class = np.flatnonzero((c.labels < c.n_classes) & (c.labels != (-1 if highlight is None else highlight)))
+    faded = highlight is not None
+    groups.append(
+        (
+            in_class,
+            "surrogate classes",
+            {"color": [colours[c.labels[i]] for i in in_class], "opacity": 0.45 if faded else 0.9},
+        )
+    )
+    if faded:
+        ids = np.flatnonzero(c.labels == highlight)
+        groups.append(
+            (
+                ids,
+                f"class {highlight}",
+                {"color": colours[highlight], "size": 12, "line": {"width": 1.5, "color": "black"}},
+            )
+        )
+    figure = go.Figure()
+    for ids, name, marker in groups:
+        figure.add_trace(
+            go.Scatter(
+                x=xy[ids, 0],
+                y=xy[ids, 1],
+                mode="markers",
+                name=name,
+                # Plain lists: numpy arrays travel as typed-array dicts and come back that way in selections.
+                customdata=[[int(i), int(c.kmeans_labels[i]), float(scores.nearest[i])] for i in ids],
+                text=[label_name(c, int(c.labels[i])) for i in ids],
+                marker={
+                    "size": 8,
+                    "symbol": ["diamond" if scores.is_copy[i] else "circle" for i in ids],
+                    "line": {"width": 0},
+                    **marker,
+                },
+                hovertemplate="sample #%{customdata[0]} · %{text}<br>K-means cluster %{customdata[1]}"
+                "<br>nearest training image %{customdata[2]:.3f}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        height=520,
+        margin={"t": 10, "b": 10, "l": 10, "r": 10},
+        # Pan, not lasso: in lasso mode Plotly sends no click, so a single point could not be picked.
+        # The lasso and box tools stay in the modebar.
+        dragmode="pan",
+        showlegend=False,  # 40-100 classes: the hover names the class, and "highlight" picks one out
+    )
+    figure.update_xaxes(showticklabels=False, title=None)
+    figure.update_yaxes(showticklabels=False, title=None)
+    return figure
+
+
+def ids_from_selection(event) -> list[int]:
+    """Sample ids (custom_data[0]) of the points selected in a Plotly chart, in order."""
+    selection = event.get("selection") if event else None
+    points = selection.get("points", []) if selection else []
+    ids = []
+    for point in points:
+        custom = point.get("customdata")
+        if custom is not None:
+            sample_id = int(custom[0] if isinstance(custom, list | tuple) else custom)
+            if sample_id not in ids:
+                ids.append(sample_id)
+    return ids
+
+
+def cluster_rows(c: Clustering, scores: Scored) -> list[dict]:
+    """One row per K-means cluster for a table: size, cohesion, surrogate class, members per band."""
+    counts = band_counts(c.kmeans_labels, scores.nearest, scores.bands, len(c.sizes))
+    class_of = {int(k): i for i, k in enumerate(c.kept)}
+    rows = []
+    for k in range(len(c.sizes)):
+        row = {
+            "cluster": k,
+            "surrogate class": class_of.get(k),
+            "size": int(c.sizes[k]),
+            "cohesion": round(float(c.cohesion[k]), 3),
+        }
+        row.update({f"{name} band": int(counts[k, BAND_NAMES.index(name)]) for name in reversed(BAND_NAMES)})
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["surrogate class"] is None, r["surrogate class"] or 0, r["cluster"]))
+
+
+def class_label(e: ClassEvidence) -> str:
+    """'class 13 · 98% copies among 50 samples': a class with its expected copy rate."""
+    return f"class {e.cls} · {e.copy_rate:.0%} copies among {e.size} samples"
+
+
+def class_picker(label: str, ranked: list[ClassEvidence], key: str, where=st, **kwargs) -> int:
+    """A select box of the surrogate classes, most promising first, each with its expected copy rate."""
+    by_id = {e.cls: e for e in ranked}
+    return where.selectbox(
+        label,
+        [e.cls for e in ranked],
+        format_func=lambda c: class_label(by_id[c]),
+        help="Most promising first: the share of a class's own plain samples that already are copies is what "
+        "guidance toward it can be expected to give.",
+        key=key,
+        **kwargs,
+    )
+
+
+def majority_class(c: Clustering, ids: list[int]) -> int | None:
+    """The surrogate class most of these samples belong to (None: all background)."""
+    labels = c.labels[ids]
+    labels = labels[labels < c.n_classes]
+    return int(np.bincount(labels).argmax()) if len(labels) else None
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+
+def band_histogram(train_similarity: np.ndarray, bands: Bands, similarity_name: str) -> go.Figure:
+    """The train-vs-train nearest-neighbour similarities with the band thresholds drawn on."""
+    figure = go.Figure(go.Histogram(x=train_similarity, nbinsx=40, name="train vs train", marker_color="#7f8c8d"))
+    positions = {"low": "top left", "mid": "top left", "high": "top right"}  # mid and high are often close
+    for name, (low, _high) in bands.items():
+        figure.add_vline(
+            x=low, line_dash="dash", annotation_text=f"{name} ≥ {low:.3f}", annotation_position=positions[name]
+        )
+    figure.update_layout(
+        xaxis_title=f"similarity of each training image to its nearest other training image ({similarity_name})",
+        yaxis_title="training images",
+        height=320,
+        margin={"t": 40, "b": 40},
+        showlegend=False,
+    )
+    return figure
+
+
+def accuracy_figure(summaries: dict[str, dict], names: dict[str, str]) -> go.Figure:
+    """Held-out accuracy per timestep quartile, each bar labelled (0% too), chance drawn, the y axis
+    from 0 to a little above the highest value so that small accuracies stay readable."""
+    figure = go.Figure()
+    top = 0.0
+    for method, summary in summaries.items():
+        accuracy = summary["accuracy"]
+        top = max(top, *accuracy, summary["chance"])
+        figure.add_trace(
+            go.Bar(
+                x=[f"t {low}-{high}" for low, high in summary["quartiles"]],
+                y=accuracy,
+                name=names[method],
+                text=[f"{a:.0%}" for a in accuracy],
+                textposition="outside",
+            )
+        )
+    chance = next(iter(summaries.values()))["chance"]
+    figure.add_hline(
+        y=chance, line_dash="dash", annotation_text=f"chance {chance:.0%}", annotation_position="top right"
+    )
+    figure.update_layout(
+        barmode="group",
+        yaxis={"range": [0, min(1.0, top * 1.3 + 0.02)], "tickformat": ".0%", "title": "top-1 accuracy"},
+        height=340,
+        margin={"t": 20},
+        legend_title=None,
+    )
+    return figure
+
+
+def class_copies_figure(
+    ranked: list[ClassEvidence], per_class: ClassCopies | None, plain_rate: float | None
+) -> go.Figure:
+    """Per class, most promising first: its expected copy rate from its members (dots) and, from a
+    comparison, the share of guided samples aimed at it that are copies (bars) and plain sampling's
+    rate (dashed)."""
+    x = [str(e.cls) for e in ranked]
+    figure = go.Figure()
+    if per_class is not None:
+        figure.add_trace(
+            go.Bar(
+                x=x,
+                y=[per_class.rate(e.cls) for e in ranked],
+                name="guided samples that are copies",
+                customdata=[[int(per_class.aimed[e.cls]), int(per_class.copies[e.cls])] for e in ranked],
+                hovertemplate="class %{x}: %{customdata[1]} of %{customdata[0]} guided samples are copies"
+                "<extra></extra>",
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[e.copy_rate for e in ranked],
+            mode="markers",
+            name="expected: members that are copies",
+            marker_color="black",
+        )
+    )
+    if plain_rate is not None:
+        figure.add_hline(y=plain_rate, line_dash="dash", annotation_text=f"plain sampling {plain_rate:.0%}")
+    figure.update_layout(
+        xaxis={"title": "surrogate class, most promising first", "type": "category"},
+        yaxis={"range": [0, 1.05], "tickformat": ".0%", "title": "copies"},
+        height=340,
+        margin={"t": 20},
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return figure
+
+
+def sweep_figure(points: list[SweepPoint]) -> go.Figure:
+    figure = go.Figure()
+    x = [p.scale for p in points]
+    for band in ("high", "mid"):
+        figure.add_trace(go.Scatter(x=x, y=[p.ams[band] for p in points], name=f"AMS {band} (%)"))
+        figure.add_trace(go.Scatter(x=x, y=[p.ums[band] for p in points], name=f"UMS {band} (%)", line_dash="dot"))
+    figure.add_trace(go.Bar(x=x, y=[p.distinct for p in points], name="distinct (high)", yaxis="y2", opacity=0.3))
+    figure.update_layout(
+        xaxis_title="guidance scale λ",
+        yaxis={"title": "percent of N_G", "rangemode": "tozero"},
+        yaxis2={
+            "title": "distinct training images (high)",
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "tickmode": "auto",  # its own ticks (whole faces), not the percent axis's
+            "showgrid": False,
+        },
+        legend={"orientation": "h", "y": 1.12},
+        height=400,
+        margin={"t": 40},
+    )
+    return figure
+
+
+def sweep_caption(points: list[SweepPoint]) -> str:
+    """What the sweep shows, read from its own numbers (so it can never contradict the chart)."""
+    first, last = points[0], points[-1]
+    best = max(points, key=lambda p: p.ams["high"])
+    text = (
+        f"SIDE at each λ with the N_G, steps and seeds above. From λ = {first.scale:g} to {last.scale:g}, AMS high "
+        f"goes from {first.ams['high']:.1f}% to {last.ams['high']:.1f}% (highest {best.ams['high']:.1f}% at "
+        f"λ = {best.scale:g}) and distinct faces from {first.distinct} to {last.distinct}."
+    )
+    if last.distinct < first.distinct and last.ams["high"] > first.ams["high"]:
+        text += " Stronger guidance copies more often but fewer different faces: each class narrows onto one face."
+    return text
+
+
+def ratio_text(report: Report) -> str:
+    """'SIDE over the baselines at equal N_G: UnCond: AMS high ×1.5, distinct ×1.44; Cond: ...'."""
+
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"×{value:g}"
+
+    parts = []
+    for base, name in (("uncond", "UnCond"), ("cond", "Cond")):
+        if base in report.methods and "side" in report.methods:
+            ams_high, distinct = report.side_over(base)
+            parts.append(f"{name}: AMS high {times(ams_high)}, distinct {times(distinct)}")
+    return "SIDE over the baselines at equal N_G: " + "; ".join(parts) + " (- where the baseline found none)."
+
+
+def page_link(page: str, label: str) -> None:
+    st.page_link(f"app_pages/{page}", label=label, icon=":material/arrow_forward:")
+
+
+def loss_figure(summaries: dict[str, dict], names: dict[str, str]) -> go.Figure:
+    figure = go.Figure()
+    for method, summary in summaries.items():
+        history = summary["loss_history"]
+        figure.add_trace(go.Scatter(x=[s for s, _ in history], y=[loss for _, loss in history], name=names[method]))
+    figure.update_layout(xaxis_title="step", yaxis_title="cross-entropy (smoothed)", height=300, margin={"t": 20})
+    return figure
