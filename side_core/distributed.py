@@ -148,10 +148,8 @@ def start(device: str | torch.device | None = None) -> World:
 
     if device is not None:
         device = resolve_device(device)  # a bad or absent device is named here, in one line
-    wants_cpu = device is not None and torch.device(device).type == "cpu"
+    wants_cpu = device is not None and device.type == "cpu"
     use_cuda = not wants_cpu and torch.cuda.is_available()
-    if device is not None and not wants_cpu and torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise SideError(f"--device {device} was asked for but this machine has no CUDA GPU: use --device cpu.")
     if size == 1:
         chosen = torch.device(device) if device is not None else torch.device("cuda" if use_cuda else "cpu")
         return World(device=chosen)
