@@ -121,7 +121,7 @@ def main() -> None:
             kept = np.flatnonzero(clustering.cohesion >= tau)
             if len(kept) < 2:
                 continue
-            nearest = np.argmax(z @ clustering.centroids[kept].T, axis=1)  # SIDE.md step 4's relabelling
+            nearest = np.argmax(z @ clustering.centroids[kept].T, axis=1)  # the paper's relabelling
             row = {"feature": feature, "tau": tau, "classes": len(kept)}
             for name, classes in (
                 ("background", [np.flatnonzero(clustering.kmeans_labels == c) for c in kept]),

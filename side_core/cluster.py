@@ -2,8 +2,8 @@
 
 Cohesion of cluster k: the mean cosine similarity of its members' (L2-normalised) features to the
 normalised centroid. Clusters with cohesion >= tau are kept: they are the surrogate classes 0..n-1.
-Samples of the dropped clusters are either relabelled with their nearest kept centroid (SIDE.md
-step 4, ``unkept="nearest"``) or given one extra background label n that is never a target
+Samples of the dropped clusters are either relabelled with their nearest kept centroid (the
+paper's rule, ``unkept="nearest"``) or given one extra background label n that is never a target
 (``unkept="background"``). With "nearest", each class also absorbs the loose samples around it, so
 p(class | x) stays broad and guidance toward it yields them too; the background label keeps the
 classes as tight as the filter made them.

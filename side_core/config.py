@@ -136,7 +136,7 @@ class SampleConfig(_Config):
     sampler: str = "ddpm"
     num_steps: int = 25  # 25 steps already reproduce memorized faces on the bundled model
     eta: float = 0.0  # DDIM noise; 0 makes the sample a function of its initial noise
-    guidance_scale: float = 0.0  # lambda of the paper's guided sampling (Sec. 4); 0 is plain sampling
+    guidance_scale: float = 0.0  # lambda of the paper's classifier guidance; 0 is plain sampling
     guidance_window: tuple[int, int] | None = None  # [t_low, t_high] where guidance acts; None: all
     batch_size: int = 64  # the paper's batch; also the size of one store shard
 
@@ -157,7 +157,7 @@ class SampleConfig(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class ClassifierConfig(_Config):
-    """The surrogate classifier p_phi(y | x_t, t) (paper Sec. 4) or its time-blind twin (Cond).
+    """The surrogate classifier p_phi(y | x_t, t) of the paper (arXiv 2410.02467) or its time-blind twin (Cond).
     Classes, channels and size come from the clustering and the model; they have no default."""
 
     n_classes: int
@@ -203,7 +203,7 @@ class ClassifierTrainConfig(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterConfig(_Config):
-    """Surrogate labels from K-means on L2-normalised features (paper Sec. 4, steps 2-4)."""
+    """Surrogate labels from K-means on L2-normalised features (the paper's surrogate conditions)."""
 
     # "pixels", "unet" or "sscd". Pixels: the space the (pixel) similarity scores copies in, as SSCD
     # is for the paper; tight pixel clusters are repeated faces.

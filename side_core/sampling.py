@@ -1,6 +1,6 @@
 """The one denoising loop, plain or guided.
 
-Notation (SIDE.md step 6; diffusers' DDIM/DDPM schedulers do the update itself):
+Notation (SIDE's classifier guidance, arXiv 2410.02467; diffusers' DDIM/DDPM schedulers do the update itself):
     x_t          the noisy batch at timestep t                 (N, C, H, W) float32
     eps_pred     eps_theta(x_t, t), the UNet's noise prediction (converted to noise when the model
                  predicts v or x0, so that guidance acts in one space for every model)
