@@ -44,10 +44,17 @@ def cached_training_set(spec: str, channels: int, size: int, n_images: int | Non
 
 def open_run() -> Run:
     """The run for this session's model and training set; raises SideError on bad input."""
-    model = cached_model(st.session_state[state.MODEL])
-    data = cached_training_set(st.session_state[state.DATA], model.channels, model.size, st.session_state[state.N_DATA])
-    env = state.read_env()
-    return Run(env.runs, model, data, read_only_roots=(env.store,))
+    env, session = state.read_env(), st.session_state
+    return _cached_run(session[state.MODEL], session[state.DATA], session[state.N_DATA], env.runs, env.store)
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_run(model_spec: str, data_spec: str, n_data: int | None, runs: Path, store: Path) -> Run:
+    """One Run per model, data and stores, shared across reruns: it remembers the stages it has
+    verified, so a rerun checks a stage with a stat per file, not a checksum of every file."""
+    model = cached_model(model_spec)
+    data = cached_training_set(data_spec, model.channels, model.size, n_data)
+    return Run(runs, model, data, read_only_roots=(store,))
 
 
 def require_run() -> Run:

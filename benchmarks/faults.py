@@ -97,18 +97,11 @@ class World:
         self.n += 1
         return self.scratch / f"{self.n:03d}-{name}"
 
-    def model_copy(self, edit: Callable[[Path], None] | None = None) -> Path:
-        folder = self.fresh("model")
-        shutil.copytree(self.model, folder)
-        if edit:
-            edit(folder)
-        return folder
-
-    def data_copy(self, edit: Callable[[Path], None] | None = None) -> Path:
-        folder = self.fresh("data")
-        shutil.copytree(self.data, folder)
-        if edit:
-            edit(folder)
+    def copy(self, source: Path, edit: Callable[[Path], None]) -> Path:
+        """A fresh copy of the tiny model or image folder, damaged by ``edit``."""
+        folder = self.fresh(source.name)
+        shutil.copytree(source, folder)
+        edit(folder)
         return folder
 
     def extract(self, *flags: str, model: Path | None = None, data: Path | None = None, out: Path | None = None):
@@ -293,9 +286,9 @@ def cases(world: World) -> list[Case]:
         ("string num_train_timesteps", scheduler_config(num_train_timesteps="1000")),
         ("beta_end above 1", scheduler_config(beta_end=2.0)),
     ]:
-        add(name, "model", lambda _s, edit=edit: w.extract(model=w.model_copy(edit)))
+        add(name, "model", lambda _s, edit=edit: w.extract(model=w.copy(w.model, edit)))
     for name, edit in [("malicious pickle weights", malicious_pickle), ("auto_map remote code", remote_code)]:
-        add(name, "model code", lambda _s, edit=edit: w.extract(model=w.model_copy(edit)))
+        add(name, "model code", lambda _s, edit=edit: w.extract(model=w.copy(w.model, edit)))
     for kind in ("v_prediction", "sample"):
         add(
             f"{kind} model",
@@ -309,7 +302,7 @@ def cases(world: World) -> list[Case]:
         made: dict[str, Path] = {}  # this case's image folder, once it exists
 
         def argv(_s):
-            made["folder"] = w.data_copy(edit)
+            made["folder"] = w.copy(w.data, edit)
             return w.extract(data=made["folder"])
 
         add(name, "images", argv, refuse=refuse, check=(lambda _s: check(made["folder"])) if check else None)

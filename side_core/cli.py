@@ -61,8 +61,6 @@ def _run_train(args: argparse.Namespace) -> None:
         seed=args.seed,
     )
     device = resolve_device(args.device)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise SideError(f"--out {args.out} is a file: give a folder (it is created, or resumed if it holds a run).")
     data = load_training_set(args.data, args.channels, args.size, args.n_images)
     log.info("training on %s", data.facts())
     every = max(1, args.checkpoint_every // 4)

@@ -167,15 +167,17 @@ def _read_image(path: Path) -> tuple[np.ndarray, list[str]]:
             return np.asarray(im.convert("RGB")), notes
 
 
-def _square(rgb: np.ndarray, side: int) -> tuple[np.ndarray, str]:
-    """A center square of ``rgb`` brought to side x side, and what was done ('' if nothing)."""
-    h, w = rgb.shape[:2]
+def _square(image: np.ndarray, side: int) -> tuple[np.ndarray, str]:
+    """A center square of an (H, W, C) uint8 image brought to side x side, and what was done ('' if
+    nothing)."""
+    h, w = image.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    crop = rgb[top : top + s, left : left + s]
+    crop = image[top : top + s, left : left + s]
     how = f"center-cropped {h}x{w} to {s}x{s}" if h != w else ""
     if s - side > 2:
-        crop = np.asarray(Image.fromarray(crop).resize((side, side), Image.LANCZOS))
+        plane = crop[..., 0] if crop.shape[-1] == 1 else crop  # PIL takes gray images as (H, W)
+        crop = np.asarray(Image.fromarray(plane).resize((side, side), Image.LANCZOS)).reshape(side, side, -1)
         how = ", then ".join(filter(None, [how, f"resized {s}x{s} to {side}x{side} (Lanczos)"]))
     elif s != side:
         # A pixel or two: crop rather than resample, so pixels stay the originals.
@@ -208,20 +210,7 @@ def _convert(pixels: np.ndarray, channels: int | None, size: int | None) -> tupl
                 f"The images are {h}x{h} but the model needs {size}x{size}: upscaling would invent "
                 "detail and no copy could be found. Use larger images or a model of that size."
             )
-        if h - size <= 2:
-            # A pixel or two: crop rather than resample, so pixels stay the originals.
-            top = (h - size) // 2
-            pixels = pixels[:, top : top + size, top : top + size]
-            steps.append(f"center-cropped {h}x{h} to {size}x{size}")
-        else:
-            mode = "L" if pixels.shape[-1] == 1 else "RGB"
-            pixels = np.stack(
-                [
-                    np.asarray(
-                        Image.fromarray(p.squeeze(-1) if mode == "L" else p, mode).resize((size, size), Image.LANCZOS)
-                    ).reshape(size, size, -1)
-                    for p in pixels
-                ]
-            )
-            steps.append(f"resized {h}x{h} to {size}x{size} (Lanczos)")
+        squared = [_square(p, size) for p in pixels]  # same shape in, so the same step for all
+        pixels = np.stack([p for p, _ in squared])
+        steps.append(squared[0][1])
     return pixels, steps

@@ -112,6 +112,7 @@ class Run:
         self.similarity = make_similarity(similarity, sscd_path, device=model.device)
         self.sscd_path = str(sscd_path) if sscd_path else None
         self.fixed_bands = bands
+        self._intact: dict[Path, tuple] = {}  # stages verified by this run (Stage.damage)
         if data is not None and (data.channels, data.size) != (model.channels, model.size):
             raise SideError(
                 f"The training images are {data.channels}x{data.size}x{data.size} but the model makes "
@@ -127,13 +128,13 @@ class Run:
         for root in self.read_only_roots:
             stage = Stage(root, name, inputs)
             if stage.done:
-                damaged = stage.damage()
+                damaged = stage.damage(self._intact)
                 if not damaged:
                     return stage
                 log.warning("%s is damaged (%s): making it again under %s", stage.path, _listing(damaged), self.root)
         stage = Stage(self.root, name, inputs)
         if stage.done:
-            damaged = stage.damage()
+            damaged = stage.damage(self._intact)
             if damaged:
                 log.warning(
                     "%s is damaged (%s): discarding those files and making them again", stage.path, _listing(damaged)
@@ -168,7 +169,7 @@ class Run:
         for root in (self.root, *self.read_only_roots):
             if (root / stage_name / "inputs.json").exists():
                 stage = Stage.open(root / stage_name)
-                damaged = stage.damage() if stage.done else {}
+                damaged = stage.damage(self._intact) if stage.done else {}
                 if damaged:
                     raise SideError(
                         f"Stage {stage.path} is damaged ({_listing(damaged)}): run the command that made it "

@@ -142,6 +142,18 @@ def file_problem(path: Path, record: dict[str, Any]) -> str | None:
     return None
 
 
+def _stat_signature(folder: Path, names: list[str]) -> tuple | None:
+    """(name, size, mtime_ns) of each file, or None if one is missing: what changes with any write."""
+    signature = []
+    for name in names:
+        try:
+            stat = (folder / name).stat()
+        except FileNotFoundError:
+            return None
+        signature.append((name, stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
+
+
 @contextlib.contextmanager
 def _flock(path: Path, blocking: bool) -> Iterator[bool]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,16 +207,25 @@ class Stage:
         summary.pop("manifest", None)
         return summary
 
-    def damage(self) -> dict[str, str]:
+    def damage(self, intact: dict[Path, tuple] | None = None) -> dict[str, str]:
         """Files of a finished stage that no longer match its manifest: {relative path: why}.
 
-        Stages finished before manifests existed have none, and pass."""
+        Stages finished before manifests existed have none, and pass. ``intact`` remembers the
+        stages found intact, by the size and time of their files: asking again about an unchanged
+        stage then costs a stat per file instead of a checksum (a copied store's files have new
+        times, so without it every look-up would read them all)."""
         try:
             manifest = read_json(self.path / DONE).get("manifest", {})
         except SideError:
             return {DONE: "is not valid JSON"}
+        seen = _stat_signature(self.path, [DONE, *manifest])
+        if intact is not None and seen is not None and intact.get(self.path) == seen:
+            return {}
         problems = {name: file_problem(self.path / name, record) for name, record in manifest.items()}
-        return {name: why for name, why in problems.items() if why}
+        damaged = {name: why for name, why in problems.items() if why}
+        if intact is not None and seen is not None and not damaged:
+            intact[self.path] = seen
+        return damaged
 
     def reopen(self, damaged: dict[str, str]) -> None:
         """Undo ``finish`` and delete the damaged files, so that the stage is made again (for a

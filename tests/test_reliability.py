@@ -116,6 +116,20 @@ def test_a_damaged_shard_of_a_finished_generation_is_named_and_made_again(run, d
     assert torch.equal(run.images(again), before)
 
 
+def test_a_run_that_verified_a_stage_still_sees_it_change(run, caplog):
+    """A Run remembers the stages it found intact (by their files' sizes and times), so a
+    look-up costs a stat; a later write still changes what it remembers."""
+    stage = run.generate(8, seed=6, config=PLAIN)
+    before = run.images(stage)
+    assert run.generate(8, seed=6, config=PLAIN).path == stage.path  # verified, and remembered
+    assert stage.path in run._intact
+    _flip_a_byte(stage.shard(1))
+    made = []
+    again = run.generate(8, seed=6, config=PLAIN, progress=made.append)
+    assert {p.batch for p in made} == {1} and "checksum differs" in caplog.text
+    assert torch.equal(run.images(again), before)
+
+
 def test_a_truncated_shard_of_an_unfinished_generation_is_not_counted(run):
     class Stop(Exception):
         pass
