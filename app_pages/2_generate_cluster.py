@@ -7,8 +7,9 @@ from app_support import forms, jobs, resources, state, views
 st.title("Generate and cluster")
 st.markdown(
     "The model's plain samples fall into groups. K-means on their features makes those groups explicit; "
-    "clusters whose members agree (cohesion ≥ tau) become **surrogate classes**. Samples of the other clusters "
-    "get a **background** label that guidance never aims at (or, as in the paper, their nearest class)."
+    "the clusters whose members agree most (the most cohesive fraction) become **surrogate classes**. "
+    "Samples of the other clusters get a **background** label that guidance never aims at (or, as in the "
+    "paper, their nearest class)."
 )
 
 run = resources.require_run()
@@ -23,7 +24,7 @@ found = jobs.clusters_with_scores(config).stored(run)
 if found is None:
     st.info(
         f"No samples are stored for N_syn = {config.n_syn}, {config.cluster.feature} features, K = {config.cluster.k}, "
-        f"tau = {config.cluster.tau:g}: press **Generate and cluster**."
+        f"keeping the top {config.cluster.keep_top:.0%} by cohesion: press **Generate and cluster**."
     )
     st.stop()
 surrogate, scores = found
@@ -86,7 +87,7 @@ else:
 st.subheader("Clusters")
 st.dataframe(views.cluster_rows(clustering, scores), hide_index=True)
 st.caption(
-    "Cohesion: mean cosine of members to their centroid. Clusters below tau are dropped; their samples get "
-    "the background label (or the nearest class). Band columns count members whose nearest training image is "
-    "in that band."
+    "Cohesion: mean cosine of members to their centroid. Clusters outside the kept fraction are dropped; "
+    "their samples get the background label (or the nearest class). Band columns count members whose "
+    "nearest training image is in that band."
 )

@@ -76,7 +76,7 @@ def open_model() -> tuple[str, str, int | None] | None:
 
 
 def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
-    """N_syn, feature, K, tau and what dropped clusters become (SIDE steps 1-4)."""
+    """N_syn, feature, K, the kept fraction and what dropped clusters become (SIDE steps 1-4)."""
     features = ("pixels", "unet")
     with st.form("generate"):
         cols = st.columns(5)
@@ -90,7 +90,15 @@ def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
             key="feature",
         )
         k = cols[2].number_input("Clusters K", value=config.cluster.k, step=1, key="k")
-        tau = cols[3].slider("Cohesion tau", 0.0, 1.0, float(config.cluster.tau), step=0.01, key="tau")
+        keep_top = cols[3].slider(
+            "Kept fraction",
+            0.05,
+            1.0,
+            float(config.cluster.keep_top),
+            step=0.05,
+            help="the most cohesive clusters kept as surrogate classes, as a fraction of K",
+            key="keep_top",
+        )
         unkept = cols[4].selectbox(
             "Samples of dropped clusters",
             UNKEPT,
@@ -103,7 +111,9 @@ def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
             return None
     within("Samples N_syn", n_syn, 2, MAX_N_SYN, " in the app (the CLI takes more)")
     within("Clusters K", k, 2, min(MAX_K, n_syn - 1), " (K must be smaller than N_syn)")
-    cluster = replace(config.cluster, feature=feature, k=int(k), tau=round(float(tau), 2), unkept=unkept)
+    cluster = replace(
+        config.cluster, feature=feature, k=int(k), keep_top=round(float(keep_top), 2), tau=None, unkept=unkept
+    )
     return replace(config, n_syn=int(n_syn), cluster=cluster)
 
 

@@ -24,9 +24,9 @@ import torch
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
-from side_core.config import ExtractionConfig
+from side_core.config import ALLOCATIONS, ExtractionConfig
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
-from side_core.pipeline import METHODS, Run, build_surrogate, extract, guidance_sweep
+from side_core.pipeline import METHODS, Run, extract, guidance_sweep
 from side_core.report import markdown_table, ratios
 from side_core.store import write_json, write_text
 
@@ -41,10 +41,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--scales", default="0,1,2,4,8,16,50", help="guidance scales for the sweep")
     p.add_argument("--ks", default="50,100,200", help="K values for the sweep")
     p.add_argument(
-        "--repeat-seeds",
-        default="2,3",
-        help="extra generation seeds for the table ('' for none; seed + 1 is the synthetic set's)",
+        "--seeds",
+        default="0,2,3",
+        help="generation seeds of the N_G samples (replaces --seed; surrogate seed + 1 is the N_syn pool's)",
     )
+    p.add_argument(
+        "--allocations",
+        default=",".join(ALLOCATIONS),
+        help="SIDE is also run with each of these allocations, to compare them (--allocation is the headline)",
+    )
+    p.add_argument("--name", default="extraction", help="results base name, e.g. extraction_fashion-mnist")
     add_output_flags(p)
     return p.parse_args()
 
@@ -54,42 +60,47 @@ def curve_of(run: Run, score: str, n: int) -> list[int]:
     return distinct_curve(run.first_hit(run.find(score), "high"), n).tolist()
 
 
-def cost_of_extraction(run: Run, report: dict) -> tuple[dict, dict[str, list[int]]]:
-    """Distinct high-band extractions vs N_G per method, and the N_G each needs to reach K, where K
-    is half of what the best method reaches with the whole budget."""
-    curves = {m: curve_of(run, row["score"], row["n_generated"]) for m, row in report["methods"].items()}
-    k = max(1, max(curve[-1] for curve in curves.values()) // 2)
-    return {"k": k, **{m: samples_to_k(c, k) for m, c in curves.items()}}, curves
+def mean(values: list[float]) -> float:
+    return round(sum(values) / len(values), 2)
 
 
-def repeat_at_seeds(run: Run, config: ExtractionConfig, seeds: list[int], k: int) -> dict:
-    """Each method at other generation seeds with the same surrogate: per seed AMS high, distinct
-    faces and samples to K; then the means over all seeds given (None where K was never reached)."""
-    surrogate = build_surrogate(run, config, ("cond", "side"))
-    out: dict = {"k": k, "seeds": seeds, "methods": {}}
-    for method in METHODS:
-        target = surrogate.target(method) if method != "uncond" else None
-        rows = []
-        for seed in seeds:
-            log.info("%s at seed %d", method, seed)
-            score = run.score(run.generate(config.n_samples, seed, config.sample, target))
-            summary = score.summary()
-            curve = curve_of(run, score.path.name, config.n_samples)
-            rows.append(
-                {
-                    "seed": seed,
-                    "ams_high": summary["ams"]["high"],
-                    "distinct": len(summary["extracted"]),
-                    "samples_to_k": samples_to_k(curve, k),
-                }
-            )
-        reached = [r["samples_to_k"] for r in rows if r["samples_to_k"] is not None]
-        out["methods"][method] = {
-            "rows": rows,
-            "mean_ams_high": round(sum(r["ams_high"] for r in rows) / len(rows), 2),
-            "mean_distinct": round(sum(r["distinct"] for r in rows) / len(rows), 1),
-            "mean_samples_to_k": round(sum(reached) / len(reached), 1) if len(reached) == len(rows) else None,
-        }
+def over_seeds(run: Run, config: ExtractionConfig, seeds: list[int], methods: tuple[str, ...]) -> list[dict]:
+    """The engine's report at each generation seed; the surrogate (N_syn pool, clusters,
+    classifiers) is built once, from config.surrogate_seed, and shared by every seed."""
+    return [extract(run, dataclasses.replace(config, seed=seed), methods) for seed in seeds]
+
+
+def summary_over_seeds(run: Run, reports: list[dict], method: str) -> dict:
+    """One method over the seeds: the per-seed AMS high, distinct and curve, and their means."""
+    rows = []
+    for report in reports:
+        row = report["methods"][method]
+        rows.append(
+            {
+                "seed": report["config"]["seed"],
+                "ams_high": row["ams"]["high"],
+                "distinct": len(row["extracted"]),
+                "curve": curve_of(run, row["score"], row["n_generated"]),
+            }
+        )
+    n = len(rows[0]["curve"])
+    return {
+        "rows": rows,
+        "mean_ams_high": mean([r["ams_high"] for r in rows]),
+        "mean_distinct": mean([r["distinct"] for r in rows]),
+        "curve": [round(sum(r["curve"][i] for r in rows) / len(rows), 3) for i in range(n)],
+    }
+
+
+def add_samples_to_k(summaries: dict[str, dict], k: int) -> dict:
+    """Samples each method needs to reach K distinct faces, per seed and the mean over seeds (None
+    when some seed never reaches K)."""
+    out: dict = {"k": k}
+    for method, summary in summaries.items():
+        per_seed = [samples_to_k(r["curve"], k) for r in summary["rows"]]
+        for r, value in zip(summary["rows"], per_seed, strict=True):
+            r["samples_to_k"] = value
+        out[method] = mean(per_seed) if None not in per_seed else None
     return out
 
 
@@ -110,17 +121,63 @@ def plot_bars(report: dict, path: Path) -> None:
     save(fig, path)
 
 
-def plot_curves(curves: dict[str, list[int]], stk: dict, path: Path) -> None:
+def plot_curves(curves: dict[str, list[float]], stk: dict, path: Path, pool: dict | None = None) -> None:
+    """Left: mean distinct extractions vs N_G (the paper's equal-budget view). Right: the same
+    against every sample drawn, the N_syn pool included, with the Filter baseline on that pool."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, axes = plt.subplots(1, 2 if pool else 1, figsize=(12 if pool else 6, 4), squeeze=False)
+    ax = axes[0][0]
     for method, curve in curves.items():
         ax.plot(range(1, len(curve) + 1), curve, label=method)
     ax.axhline(stk["k"], color="grey", lw=0.8, ls="--", label=f"K = {stk['k']}")
     ax.set_xlabel("N_G (samples drawn, in order)")
     ax.set_ylabel("distinct training images extracted (high band)")
+    ax.set_title("equal N_G (mean over seeds)")
     ax.legend()
+    if pool:
+        ax = axes[0][1]
+        n_syn = pool["n_generated"]
+        for method, curve in curves.items():
+            start = n_syn if method != "uncond" else 0  # the guided methods first drew the pool
+            ax.plot(range(start + 1, start + len(curve) + 1), curve, label=method)
+        ax.plot(range(1, n_syn + 1), pool["curve"], label="filter (pool only)")
+        ax.set_xlabel("samples drawn in all (N_syn pool included)")
+        ax.set_ylabel("distinct training images extracted (high band)")
+        ax.set_title("counting the N_syn pool")
+        ax.legend()
     save(fig, path)
+
+
+def table_lines(report: dict, made_by: dict) -> list[str]:
+    """extraction.md: the first seed's table, the means over seeds, the allocations, the yardsticks."""
+    stk = report["samples_to_k"]
+    lines = [
+        f"Command: `{made_by['command']}` (git {made_by['git']['revision']}, sampler "
+        f"{report['config']['sample']['sampler']}, {report['config']['sample']['num_steps']} steps)",
+        "",
+        f"Seed {report['seeds'][0]}:",
+        "",
+        markdown_table(report),
+        "",
+        f"Means over seeds {report['seeds']} (same surrogate), K = {stk['k']}:",
+        "",
+        "| method | AMS high | distinct (high) | samples to K |",
+        "|---|---|---|---|",
+    ]
+    for m, r in report["means"].items():
+        lines.append(f"| {m} | {r['ams_high']} | {r['distinct']} | {stk[m] or 'never'} |")
+    lines += [
+        "",
+        "SIDE allocations (means over the same seeds):",
+        "",
+        "| allocation | AMS high | distinct | samples to K |",
+    ]
+    lines.append("|---|---|---|---|")
+    for a, r in report["allocations"].items():
+        lines.append(f"| {a} | {r['ams_high']} | {r['distinct']} | {r['samples_to_k'] or 'never'} |")
+    lines += ["", "Yardsticks: " + ", ".join(f"{k} = {v}" for k, v in report["headline"].items())]
+    return lines
 
 
 def plot_sweep(rows: list[dict], key: str, label: str, k: int, path: Path, log_x: bool = False) -> None:
@@ -154,48 +211,97 @@ def save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def headline(summaries: dict[str, dict], stk: dict, n_train: int) -> dict:
+    """The issue's yardsticks, from the means over seeds: SIDE over each baseline in AMS high, in
+    distinct faces at N_G = 2 x N_train (the paper's ratio of N_G to the training set) and at the
+    full N_G, and each baseline's samples-to-K over SIDE's."""
+    side = summaries["side"]
+    n = len(side["curve"])
+    at = min(2 * n_train, n)
+    out: dict = {"n_g_at_2x_train": at}
+    for base in ("uncond", "cond"):
+        b = summaries[base]
+        out[f"ams_high_side_over_{base}"] = _ratio(side["mean_ams_high"], b["mean_ams_high"])
+        out[f"distinct_at_2x_train_side_over_{base}"] = _ratio(side["curve"][at - 1], b["curve"][at - 1])
+        out[f"distinct_side_over_{base}"] = _ratio(side["mean_distinct"], b["mean_distinct"])
+        out[f"samples_to_k_{base}_over_side"] = (
+            _ratio(stk[base], stk["side"]) if stk[base] is not None and stk["side"] is not None else None
+        )
+    out["side_curve_never_below_uncond"] = all(
+        s >= u for s, u in zip(side["curve"], summaries["uncond"]["curve"], strict=True)
+    )
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
-    outputs = ["extraction.json", "extraction.md", "extraction.png", "extraction_curve.png"]
+    name = args.name
+    outputs = [f"{name}.json", f"{name}.md", f"{name}.png", f"{name}_curve.png"]
     if args.sweeps:
         outputs += ["sweep_scale.json", "sweep_scale.png", "sweep_k.json", "sweep_k.png"]
     out = output_dir(args, outputs)
     made_by = provenance()
     run = open_run(args, args.store)  # reuses the bundled stages where they match
-    config = extraction_config(args)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    config = dataclasses.replace(extraction_config(args), seed=seeds[0])
+    allocations = [a for a in args.allocations.split(",") if a.strip() and a != config.allocation]
+    for allocation in allocations:  # every setting is checked before the first sample
+        dataclasses.replace(config, allocation=allocation)
     started = time.perf_counter()
-    report = extract(run, config, METHODS)
-    stk, curves = cost_of_extraction(run, report)
-    report.update(samples_to_k=stk, ratios=ratios(report), curves=curves, **made_by)
-    seeds = [int(s) for s in args.repeat_seeds.split(",") if s.strip()]
-    if seeds:
-        report["repeats"] = repeat_at_seeds(run, config, [config.seed, *seeds], stk["k"])
-    write_json(out / "extraction.json", report)
-    table = markdown_table(report)
-    lines = [
-        f"Command: `{made_by['command']}` (git {made_by['git']['revision']})",
-        "",
-        table,
-        "",
-        "Ratios (SIDE over baseline): " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items()),
-        "",
-        f"Samples needed to extract K = {stk['k']} distinct faces: "
-        + ", ".join(f"{m} {stk[m] if stk[m] is not None else 'never'}" for m in METHODS),
-    ]
-    if seeds:
-        lines += ["", f"Means over seeds {report['repeats']['seeds']} (same surrogate):", ""]
-        lines += ["| method | AMS high | distinct (high) | samples to K |", "|---|---|---|---|"]
-        for m, r in report["repeats"]["methods"].items():
-            lines.append(f"| {m} | {r['mean_ams_high']} | {r['mean_distinct']} | {r['mean_samples_to_k'] or 'never'} |")
-    lines.append(f"Wall time: {time.perf_counter() - started:.0f} s")
-    write_text(out / "extraction.md", "\n".join(lines) + "\n")
-    plot_bars(report, out / "extraction.png")
-    plot_curves(curves, stk, out / "extraction_curve.png")
-    print("\n".join(lines))
 
+    reports = over_seeds(run, config, seeds, METHODS)
+    report = dict(reports[0])  # the engine's report shape, at the first seed
+    summaries = {m: summary_over_seeds(run, reports, m) for m in METHODS}
+    k = max(1, int(max(s["curve"][-1] for s in summaries.values())) // 2)
+    stk = add_samples_to_k(summaries, k)
+    compared = {}
+    for allocation in allocations:
+        other = over_seeds(run, dataclasses.replace(config, allocation=allocation), seeds, ("side",))
+        compared[allocation] = summary_over_seeds(run, other, "side")
+    allocation_stk = add_samples_to_k(compared, k) if compared else {}
+    n_train = len(run.data)
+    report.update(
+        n_train=n_train,
+        seeds=seeds,
+        curves={m: s["curve"] for m, s in summaries.items()},
+        samples_to_k=stk,
+        per_seed={m: s["rows"] for m, s in summaries.items()},
+        means={m: {"ams_high": s["mean_ams_high"], "distinct": s["mean_distinct"]} for m, s in summaries.items()},
+        allocations={
+            config.allocation: {
+                "ams_high": summaries["side"]["mean_ams_high"],
+                "distinct": summaries["side"]["mean_distinct"],
+                "samples_to_k": stk["side"],
+                "curve": summaries["side"]["curve"],
+            },
+            **{
+                a: {
+                    "ams_high": s["mean_ams_high"],
+                    "distinct": s["mean_distinct"],
+                    "samples_to_k": allocation_stk[a],
+                    "curve": s["curve"],
+                }
+                for a, s in compared.items()
+            },
+        },
+        headline=headline(summaries, stk, n_train),
+        ratios=ratios(report),
+        **made_by,
+    )
+    write_json(out / f"{name}.json", report)
+    lines = table_lines(report, made_by)
+    lines.append(f"Wall time: {time.perf_counter() - started:.0f} s")
+    write_text(out / f"{name}.md", "\n".join(lines) + "\n")
+    plot_bars(report, out / f"{name}.png")
+    plot_curves(report["curves"], stk, out / f"{name}_curve.png", report.get("filter"))
+    print("\n".join(lines))
     if args.sweeps:
         scales = tuple(float(s) for s in args.scales.split(","))
         rows = guidance_sweep(run, config, scales)

@@ -77,7 +77,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
-    from side_core.config import UNKEPT, ExtractionConfig
+    from side_core.config import ALLOCATIONS, UNKEPT, ExtractionConfig
 
     d = ExtractionConfig()
     c, t, s = d.cluster, d.classifier_train, d.sample
@@ -118,13 +118,28 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         help=f"clustering feature (default {c.feature})",
     )
     p.add_argument("--k", type=int, default=c.k, help=f"K-means clusters (default {c.k})")
-    p.add_argument("--tau", type=float, default=c.tau, help=f"cohesion filter in [0, 1] (default {c.tau})")
+    p.add_argument(
+        "--keep-top",
+        type=float,
+        default=c.keep_top,
+        help=f"keep this fraction of the clusters, the most cohesive, as surrogate classes (default {c.keep_top})",
+    )
+    p.add_argument(
+        "--tau", type=float, default=c.tau, help="the paper's rule instead: keep clusters of cohesion >= TAU in [0, 1]"
+    )
     p.add_argument(
         "--unkept",
         default=c.unkept,
         choices=UNKEPT,
-        help="samples of clusters below tau: one background label that is never a target, or the nearest "
+        help="samples of the clusters not kept: one background label that is never a target, or the nearest "
         f"kept cluster as in the paper (default {c.unkept})",
+    )
+    p.add_argument(
+        "--allocation",
+        default=d.allocation,
+        choices=ALLOCATIONS,
+        help="how guided samples are spread over the classes: uniform draws (the paper), stratified rounds, or "
+        f"adaptive rounds that retire a class once its samples nearly coincide (default {d.allocation})",
     )
     p.add_argument(
         "--classifier-steps", type=int, default=t.steps, help=f"classifier training steps (default {t.steps})"
@@ -166,7 +181,14 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         metavar=("LOW", "MID", "HIGH"),
         help="band thresholds (default: from the train-vs-train distribution)",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"extraction seed (default {d.seed})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the N_G samples (default {d.seed})")
+    p.add_argument(
+        "--surrogate-seed",
+        type=int,
+        default=d.surrogate_seed,
+        help="seed of the surrogate: the N_syn samples (they use SEED + 1), K-means and the classifiers "
+        f"(default {d.surrogate_seed})",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
 
@@ -239,8 +261,15 @@ def extraction_config(args: argparse.Namespace):
     return ExtractionConfig(
         n_samples=args.n_samples,
         n_syn=args.n_syn,
-        cluster=ClusterConfig(feature=args.feature, k=args.k, tau=args.tau, unkept=args.unkept, seed=args.seed),
-        classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.seed),
+        cluster=ClusterConfig(
+            feature=args.feature,
+            k=args.k,
+            keep_top=args.keep_top,
+            tau=args.tau,
+            unkept=args.unkept,
+            seed=args.surrogate_seed,
+        ),
+        classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.surrogate_seed),
         sample=SampleConfig(
             sampler=args.sampler,
             num_steps=args.steps,
@@ -248,7 +277,9 @@ def extraction_config(args: argparse.Namespace):
             guidance_window=tuple(args.guidance_window) if args.guidance_window else None,
             batch_size=args.batch_size,
         ),
+        allocation=args.allocation,
         seed=args.seed,
+        surrogate_seed=args.surrogate_seed,
     )
 
 

@@ -1,7 +1,8 @@
 """K-means clustering of sample features into surrogate classes, the cohesion filter, and 2-D maps.
 
 Cohesion of cluster k: the mean cosine similarity of its members' (L2-normalised) features to the
-normalised centroid. Clusters with cohesion >= tau are kept: they are the surrogate classes 0..n-1.
+normalised centroid. The most cohesive fraction ``keep_top`` of the clusters are kept (or, with the
+paper's rule, those with cohesion >= tau): they are the surrogate classes 0..n-1, most cohesive first.
 Samples of the dropped clusters are either relabelled with their nearest kept centroid (the
 paper's rule, ``unkept="nearest"``) or given one extra background label n that is never a target
 (``unkept="background"``). With "nearest", each class also absorbs the loose samples around it, so
@@ -29,7 +30,7 @@ class Clustering:
     centroids: np.ndarray  # (K, D) float32, L2-normalised
     cohesion: np.ndarray  # (K,) float32 mean member-to-centroid cosine
     sizes: np.ndarray  # (K,) int64 members per K-means cluster
-    kept: np.ndarray  # (K_kept,) int64 ids of the clusters with cohesion >= tau
+    kept: np.ndarray  # (K_kept,) int64 ids of the kept clusters, most cohesive first
     labels: np.ndarray  # (N,) int64 surrogate class in [0, K_kept), or K_kept for background samples
 
     @property
@@ -81,13 +82,7 @@ def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
     cohesion = (np.bincount(kmeans_labels, weights=member_cos, minlength=config.k) / np.maximum(sizes, 1)).astype(
         np.float32
     )
-    kept = np.flatnonzero((cohesion >= config.tau) & (sizes > 0)).astype(np.int64)
-    if len(kept) < 2:
-        raise SideError(
-            f"Only {len(kept)} of {config.k} clusters have cohesion >= tau = {config.tau} "
-            f"(cohesion ranges {cohesion.min():.2f}-{cohesion.max():.2f}): lower tau so that at least two "
-            "clusters remain."
-        )
+    kept = kept_clusters(cohesion, sizes, config)
     if config.unkept == "nearest":
         labels = np.argmax(z @ centroids[kept].T, axis=1).astype(np.int64)
     else:
@@ -95,14 +90,35 @@ def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
         class_of_cluster[kept] = np.arange(len(kept))
         labels = class_of_cluster[kmeans_labels]
     log.info(
-        "K-means K=%d: %d clusters kept at tau=%.2f (%d of %d samples in them)",
+        "K-means K=%d: %d clusters kept, cohesion >= %.4f (%d of %d samples in them)",
         config.k,
         len(kept),
-        config.tau,
+        float(cohesion[kept].min()),
         int(np.isin(kmeans_labels, kept).sum()),
         len(z),
     )
     return Clustering(kmeans_labels, centroids, cohesion, sizes.astype(np.int64), kept, labels)
+
+
+def kept_clusters(cohesion: np.ndarray, sizes: np.ndarray, config: ClusterConfig) -> np.ndarray:
+    """Ids of the clusters that become surrogate classes, most cohesive first (ties: lower id).
+
+    Default: the ``keep_top`` fraction of the non-empty clusters (at least two). Cohesion is a cosine
+    whose typical values depend on the feature and the data, so a fraction means the same on any
+    model; ``tau`` (the paper's rule) keeps every cluster at or above an absolute cohesion."""
+    order = np.lexsort((np.arange(len(cohesion)), -cohesion))
+    order = order[sizes[order] > 0]
+    if config.tau is None:
+        kept = order[: max(2, round(config.keep_top * len(order)))]
+    else:
+        kept = order[cohesion[order] >= config.tau]
+    if len(kept) < 2:
+        raise SideError(
+            f"Only {len(kept)} of {config.k} clusters have cohesion >= tau = {config.tau} "
+            f"(cohesion ranges {cohesion.min():.2f}-{cohesion.max():.2f}): lower tau, or leave it unset to keep "
+            f"the most cohesive fraction (keep_top = {config.keep_top})."
+        )
+    return kept.astype(np.int64)
 
 
 def silhouette(features: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:

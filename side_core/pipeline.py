@@ -22,14 +22,22 @@ import numpy as np
 import torch
 
 from side_core import distributed
+from side_core.allocation import (
+    NEAR_IDENTICAL_QUANTILE,
+    balanced_targets,
+    near_identical_groups,
+    pool_neighbours,
+    retired_classes,
+)
 from side_core.classifier import (
     classifier_guidance,
     load_classifier,
     save_classifier,
     train_classifier,
 )
-from side_core.cluster import Clustering, cluster, map_2d, silhouette
+from side_core.cluster import Clustering, cluster, l2_normalise, map_2d, silhouette
 from side_core.config import (
+    ALLOCATIONS,
     ClassifierConfig,
     ClassifierTrainConfig,
     ClusterConfig,
@@ -40,7 +48,7 @@ from side_core.config import (
 from side_core.data import TrainingSet
 from side_core.embed import embed, load_sscd
 from side_core.errors import SideError
-from side_core.metrics import BAND_RULE, Bands, bands_from_train, summarize
+from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve, in_band, summarize
 from side_core.models import ASSETS, LoadedModel
 from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
 from side_core.sampling import SampleProgress, sample, validate
@@ -70,15 +78,29 @@ class NotStored(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """What a guided generation aims at: a classifier stage, and one class or uniform classes."""
+    """What a guided generation aims at: a classifier stage, and one class or all of them spread by
+    an allocation (side_core.allocation)."""
 
     classifier: str  # the classifier stage folder name (its inputs key)
     n_classes: int
-    cls: int | None = None  # None: each sample draws its class uniformly (the paper's protocol)
+    cls: int | None = None  # None: every class, spread by ``allocation``
+    allocation: str = "uniform"
+    # adaptive only: the pool's near-identical cosine and the feature it is measured in
+    near_identical: float | None = None
+    feature: str | None = None
 
     def __post_init__(self) -> None:
         if self.cls is not None and (isinstance(self.cls, bool) or not 0 <= self.cls < self.n_classes):
             raise SideError(f"Class {self.cls!r} does not exist: the surrogate classes are 0 to {self.n_classes - 1}.")
+        if self.allocation not in ALLOCATIONS:
+            raise SideError(f"Unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}.")
+        if self.allocation == "adaptive" and (self.near_identical is None or self.feature is None):
+            raise SideError("The adaptive allocation needs the pool's near-identical threshold and its feature.")
+
+    @property
+    def sequential(self) -> bool:
+        """Whether shard i's targets depend on the samples of shards before it."""
+        return self.cls is None and self.allocation == "adaptive"
 
 
 def _listing(damaged: dict[str, str]) -> str:
@@ -216,7 +238,11 @@ class Run:
             guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device)
         started = time.perf_counter()
         world = distributed.current()  # launched processes make shards i = rank (mod world size)
-        pending = list(shards if shards is not None else world.shards(n_shards))
+        if target is not None and target.sequential:
+            # each shard's targets depend on the shards before it: the main process makes them in order
+            pending = list(range(n_shards)) if world.is_main else []
+        else:
+            pending = list(shards if shards is not None else world.shards(n_shards))
         while pending:
             busy = []  # shards another process is making
             for i in pending:
@@ -232,6 +258,7 @@ class Run:
                     if problem != "missing":
                         log.warning("shard %s %s: making it again", stage.shard(i), problem)
                     tensors = self._make_shard(
+                        stage,
                         i,
                         n=n,
                         seed=seed,
@@ -255,6 +282,7 @@ class Run:
 
     def _make_shard(
         self,
+        stage: Stage,
         i: int,
         *,
         n: int,
@@ -265,17 +293,14 @@ class Run:
         capture_steps: tuple[int, ...],
         progress: Callable[[SampleProgress], None] | None,
     ) -> dict[str, torch.Tensor]:
-        """Shard ``i``: its samples, targets and captured frames, a function of (seed, i) only."""
+        """Shard ``i``: its samples, targets and captured frames, a function of (seed, i) and, for the
+        adaptive allocation, of the shards before it."""
         n_shards = -(-n // config.batch_size)
         size = min(config.batch_size, n - i * config.batch_size)
         tensors = {}
         guidance = None
         if target is not None:
-            if target.cls is not None:
-                targets = torch.full((size,), target.cls, dtype=torch.long)
-            else:
-                rng = np.random.default_rng([seed, i, 1])
-                targets = torch.from_numpy(rng.integers(0, target.n_classes, size))
+            targets = torch.from_numpy(self._aim(stage, i, n=n, seed=seed, batch=config.batch_size, target=target))
             tensors["targets"] = targets
             if guide_model is not None:
                 guidance = classifier_guidance(guide_model, targets.to(self.model.device))
@@ -298,6 +323,28 @@ class Run:
         for t, frame in result.frames.items():
             tensors[f"frame_{t:04d}"] = frame
         return tensors
+
+    def _aim(self, stage: Stage, i: int, *, n: int, seed: int, batch: int, target: Target) -> np.ndarray:
+        """The target class of each sample of shard ``i`` (side_core.allocation)."""
+        size = min(batch, n - i * batch)
+        if target.cls is not None:
+            return np.full(size, target.cls, dtype=np.int64)
+        if target.allocation == "uniform":
+            return np.random.default_rng([seed, i, 1]).integers(0, target.n_classes, size)
+        counts = np.zeros(target.n_classes, dtype=np.int64)
+        active = np.arange(target.n_classes)
+        if target.allocation == "stratified":
+            for j in range(i):  # replay the earlier shards' choices: they are pure functions of (seed, j)
+                balanced_targets(counts, active, min(batch, n - j * batch), np.random.default_rng([seed, j, 2]))
+        elif i > 0:  # adaptive: what the earlier shards found decides
+            earlier = [read_tensors(stage.shard(j)) for j in range(i)]
+            aimed = torch.cat([s["targets"] for s in earlier]).numpy()
+            images = torch.cat([s["images"] for s in earlier])
+            features = l2_normalise(embed(images, target.feature, self.model, self.sscd_path))
+            counts = np.bincount(aimed, minlength=target.n_classes)
+            retired = retired_classes(features, aimed, target.near_identical, target.n_classes)
+            active = np.flatnonzero(~retired) if not retired.all() else active
+        return balanced_targets(counts, active, size, np.random.default_rng([seed, i, 2]))
 
     def images(self, stage: Stage) -> torch.Tensor:
         """(N, C, H, W) float32 in [-1, 1]: a generation stage's samples, in order."""
@@ -354,6 +401,19 @@ class Run:
                 "in_classes": int((c.labels < c.n_classes).sum()),
                 "silhouette": finite_or_none(round(silhouette(f, c.kmeans_labels, config.seed), 4)),
             }
+
+        return self._build(stage, make)
+
+    def pool(self, features: Stage, quantile: float = NEAR_IDENTICAL_QUANTILE) -> Stage:
+        """Near-identical pairs in a generation, from its features (side_core.allocation): each
+        sample's nearest-other similarity, first near-identical partner, and the threshold."""
+        stage = self.stage("pool", {"features": features.path.name, "quantile": quantile})
+
+        def make(stage: Stage) -> dict:
+            nn, threshold, partner = pool_neighbours(l2_normalise(read_array(features.file("features.npy"))), quantile)
+            write_array(stage.file("nn_similarity.npy"), nn)
+            write_array(stage.file("partner.npy"), partner)
+            return {"near_identical": round(threshold, 6), "flagged": int((partner >= 0).sum())}
 
         return self._build(stage, make)
 
@@ -529,11 +589,23 @@ class Surrogate:
     synthetic: Stage
     features: Stage
     clusters: Stage
+    pool: Stage  # near-identical pairs among the synthetic samples
     classifiers: dict[str, Stage]  # method ("side": time-dependent, "cond": time-blind) -> stage
+    allocation: str = "uniform"
 
     def target(self, method: str, cls: int | None = None) -> Target:
         stage = self.classifiers[method]
-        return Target(stage.path.name, stage.summary()["n_classes"], cls)
+        if cls is not None:
+            return Target(stage.path.name, stage.summary()["n_classes"], cls)
+        if self.allocation != "adaptive":
+            return Target(stage.path.name, stage.summary()["n_classes"], allocation=self.allocation)
+        return Target(
+            stage.path.name,
+            stage.summary()["n_classes"],
+            allocation="adaptive",
+            near_identical=self.pool.summary()["near_identical"],
+            feature=self.features.inputs["feature"],
+        )
 
 
 def check_extraction(run: Run, config: ExtractionConfig) -> None:
@@ -559,10 +631,12 @@ def build_surrogate(
     check_extraction(run, config)
     say(f"generating {config.n_syn} plain samples to cluster")
     plain = replace(config.sample, guidance_scale=0.0)
-    synthetic = run.generate(config.n_syn, config.seed + 1, plain, progress=sample_progress)
-    say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, tau={config.cluster.tau})")
+    synthetic = run.generate(config.n_syn, config.synthetic_seed, plain, progress=sample_progress)
+    keep = f"tau {config.cluster.tau}" if config.cluster.tau is not None else f"the top {config.cluster.keep_top:.0%}"
+    say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, keeping {keep} by cohesion)")
     features = run.features(synthetic, config.cluster.feature)
     clusters = run.cluster(features, config.cluster)
+    pool = run.pool(features)
     classifiers = {}
     for method in ("side", "cond"):
         if method in methods:
@@ -575,7 +649,7 @@ def build_surrogate(
                 progress=classifier_progress,
                 say=say,
             )
-    return Surrogate(synthetic, features, clusters, classifiers)
+    return Surrogate(synthetic, features, clusters, pool, classifiers, config.allocation)
 
 
 def extract(
@@ -615,6 +689,8 @@ def extract(
             m: {k: stage.summary()[k] for k in ("quartiles", "accuracy", "clean_accuracy", "chance")}
             for m, stage in surrogate.classifiers.items()
         }
+        if run.data is not None:
+            report["filter"] = filter_baseline(run, surrogate)
     for method in methods:
         target = surrogate.target(method) if method != "uncond" else None
         say(f"{method}: generating {config.n_samples} samples")
@@ -626,6 +702,8 @@ def extract(
             seconds["classifier"] = surrogate.classifiers[method].summary()["seconds"]
         seconds["generate"] = generation.summary()["seconds"]
         seconds["score"] = score.summary()["seconds"]
+        # what the method generated in all: guided methods first drew the N_syn pool
+        row["cost"] = config.n_samples + (config.n_syn if target else 0)
         row.update(seconds=seconds, generation=generation.path.name, score=score.path.name)
         report["methods"][method] = row
         say(
@@ -633,6 +711,34 @@ def extract(
             f"distinct {len(row['extracted'])}"
         )
     return report
+
+
+def filter_baseline(run: Run, surrogate: Surrogate) -> dict:
+    """Generate-and-filter on the surrogate's own pool (Carlini et al. 2023): the N_syn plain samples
+    that have a near-identical partner in the pool are reported as memorized, with no classifier and
+    no guided sample. What SIDE adds beyond its own pool is what it extracts beyond this.
+
+    ``curve`` entry n-1: distinct high-band training images among the samples flagged once only the
+    first n pool samples exist (a sample is flagged when both it and its partner are drawn)."""
+    partner = read_array(surrogate.pool.file("partner.npy"))
+    sims, idx = run.neighbours(run.score(surrogate.synthetic))
+    copy = in_band(sims[:, 0], run.bands().high)
+    flagged = partner >= 0
+    flagged_at = np.maximum(np.arange(len(partner)), partner)  # index of the later of the two
+    first_hit = np.full(len(run.data), len(partner), dtype=np.int64)
+    hits = flagged & copy
+    np.minimum.at(first_hit, idx[hits, 0], flagged_at[hits])
+    first_hit[first_hit == len(partner)] = -1
+    curve = distinct_curve(first_hit, len(partner))
+    return {
+        "n_generated": len(partner),
+        "near_identical": surrogate.pool.summary()["near_identical"],
+        "flagged": int(flagged.sum()),
+        "groups": int(near_identical_groups(partner).max() + 1),
+        "precision_high": round(100 * float(copy[flagged].mean()), 3) if flagged.any() else None,
+        "extracted": np.flatnonzero(first_hit >= 0).tolist(),
+        "curve": curve.tolist(),
+    }
 
 
 def guidance_sweep(

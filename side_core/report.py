@@ -42,6 +42,7 @@ class MethodResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time of each stage behind the row
     generation: str | None = None  # the generation stage's folder name
     score: str | None = None  # the score stage's folder name
+    cost: int | None = None  # samples drawn in all: N_G, plus the N_syn pool for the guided methods
 
     @property
     def distinct(self) -> int:
@@ -59,6 +60,7 @@ class MethodResult:
             seconds=dict(d.get("seconds", {})),
             generation=d.get("generation"),
             score=d.get("score"),
+            cost=d.get("cost"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -72,6 +74,8 @@ class MethodResult:
         }
         if self.generation is not None:
             out.update(generation=self.generation, score=self.score)
+        if self.cost is not None:
+            out["cost"] = self.cost
         return out
 
 
@@ -161,20 +165,32 @@ class Report:
 
 
 def markdown_table(report: Report | dict) -> str:
-    """The AMS/UMS table (percent), p95 and distinct extractions, one row per method."""
+    """The AMS/UMS table (percent), p95 and distinct extractions, one row per method; then the
+    honest accounting: every sample each method drew (the guided ones first drew the N_syn pool),
+    and the Filter baseline on that pool, where the report has it."""
     report = Report.of(report)
     head = (
         ["method", "N_G"]
         + [f"AMS {b}" for b in BAND_NAMES]
         + [f"UMS {b}" for b in BAND_NAMES]
-        + ["p95", "distinct (high)"]
+        + ["p95", "distinct (high)", "samples drawn in all", "distinct per 1,000 drawn"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    blank = ["-"] * (2 * len(BAND_NAMES) + 1)
     for method, m in report.methods.items():
         cells = [method, str(m.n_generated)]
         cells += [f"{m.ams[b]:.2f}" for b in BAND_NAMES] + [f"{m.ums[b]:.2f}" for b in BAND_NAMES]
-        cells += [f"{m.p95:.3f}", str(m.distinct)]
+        cost = m.cost or m.n_generated
+        cells += [f"{m.p95:.3f}", str(m.distinct), str(cost), f"{1000 * m.distinct / cost:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    pool = report.extra.get("filter")
+    if pool:
+        distinct = len(pool["extracted"])
+        lines.append(
+            "| "
+            + " | ".join(["filter", f"{pool['flagged']} flagged", *blank, str(distinct)])
+            + f" | {pool['n_generated']} | {1000 * distinct / pool['n_generated']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -17,7 +17,7 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
 
     at.number_input(key="n_syn").set_value(24)
     at.number_input(key="k").set_value(3)
-    at.slider(key="tau").set_value(0.0)  # keep every cluster of the untrained tiny model
+    at.slider(key="keep_top").set_value(1.0)  # keep every cluster of the tiny model
     button(at, "Generate and cluster").click().run()
     assert not at.exception
     assert not at.error
