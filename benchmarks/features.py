@@ -1,23 +1,30 @@
 """Which feature clusters a model's samples by the training image they copy, and how much could
 guidance toward those clusters extract at best?
 
-    python -m benchmarks.features                     # N_syn 4,096, K 100 (the bundled stages)
+    python -m benchmarks.features --threads 1       # N_syn 4,096, K 100: the bundled plain samples
 
-For each feature (the UNet's mid-block activations, standardized pixels) this clusters the same
-plain samples and reports the cosine silhouette, the cohesion range, and the purity: among samples
-that are copies (high band), the share whose copied training image is the most common one in their
-cluster. Then, for each tau, the **ideal SIDE**: what guidance at lambda = 1 with a perfect
-classifier would yield, i.e. N_G draws that each pick a kept class uniformly and then a uniform
-sample of that class, either the class's own K-means members (``unkept=background``) or every
-sample labelled with it (``unkept=nearest``), against N_G uniform draws from all samples (plain
-sampling). It reports copies (AMS high), distinct copied faces and the draws needed to copy K
-faces, averaged over repeats. These use the training set, so they are an analysis, not part of the
-attack. Writes benchmarks/results/features.json.
+Everything up to the clusters is the engine's (``build_surrogate`` without classifiers: the N_syn
+plain samples, their features, K-means and the keep rule, stored in --store and reused from the
+bundled store where they match), and so is a copy: a sample whose nearest training image is in the
+high band of ``run.bands()``; the faces it copies are the training images in that band (the score's
+neighbours), as in the engine's ``extracted``.
+
+For each feature (the UNet's mid-block activations, pixels) this reports the cosine silhouette, the
+cohesion range, and the purity: among samples that are copies, the share whose nearest training
+image is the most common one among the copies in their K-means cluster. Then, for each keep rule
+(--taus, --keep-tops), the **ideal SIDE**: what guidance at lambda = 1 with a perfect classifier
+would yield, i.e. N_G draws that each pick a surrogate class uniformly and then a uniform sample
+labelled with it, the class's own K-means members (``unkept=background``) or also the dropped
+clusters' samples nearest to it (``unkept=nearest``), against N_G uniform draws from all samples
+(plain sampling). It reports copies (AMS high), distinct copied faces and the draws needed to copy
+K faces, averaged over repeats. These use the training set, so they are an analysis, not part of
+the attack. Writes features.json (with the command, sampler and git revision) to --out-dir.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections import Counter
 
@@ -25,13 +32,14 @@ import numpy as np
 import torch
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
-from side_core.cluster import l2_normalise
-from side_core.config import ClusterConfig, ExtractionConfig, SampleConfig
-from side_core.data import load_training_set
-from side_core.metrics import in_band
-from side_core.models import load_model
-from side_core.pipeline import BUNDLED_STORE, Run
-from side_core.store import read_array, write_json
+from side_core.cli import add_extraction_flags, extraction_config, open_run
+from side_core.config import ExtractionConfig
+from side_core.errors import SideError
+from side_core.metrics import distinct_curve, in_band, samples_to_k
+from side_core.pipeline import Run, build_surrogate
+from side_core.store import write_json
+
+log = logging.getLogger("features")
 
 
 def purity(clusters: np.ndarray, copied: np.ndarray, is_copy: np.ndarray) -> float:
@@ -43,21 +51,44 @@ def purity(clusters: np.ndarray, copied: np.ndarray, is_copy: np.ndarray) -> flo
     return agree / max(1, int(is_copy.sum()))
 
 
-def draw_statistics(draws: np.ndarray, copied: np.ndarray, is_copy: np.ndarray, k_faces: int) -> tuple:
-    """(copy share, distinct copied faces, draws needed to copy k_faces faces or None) of one sequence."""
-    seen: set[int] = set()
-    needed = None
-    for i, sample in enumerate(draws, start=1):
-        if is_copy[sample]:
-            seen.add(int(copied[sample]))
-            if needed is None and len(seen) >= k_faces:
-                needed = i
-    return float(is_copy[draws].mean()), len(seen), needed
+@dataclasses.dataclass(frozen=True)
+class Copies:
+    """Which training images each sample copies, by the engine's bands: (N, k) neighbours of the
+    score, and which of them are in the high band."""
+
+    index: np.ndarray  # (N, k) training indices, nearest first
+    in_high: np.ndarray  # (N, k) bool
+    n_train: int
+
+    @property
+    def is_copy(self) -> np.ndarray:
+        return self.in_high[:, 0]  # the nearest training image is in the high band
+
+    def statistics(self, draws: np.ndarray, k_faces: int) -> tuple[float, int, int | None]:
+        """(copy share, distinct copied training images, draws needed to copy k_faces or None) of
+        one sequence of sample ids, as the engine counts them (metrics.distinct_curve)."""
+        n = len(draws)
+        row, col = np.nonzero(self.in_high[draws])
+        first = np.full(self.n_train, n, dtype=np.int64)
+        np.minimum.at(first, self.index[draws][row, col], row)
+        first[first == n] = -1
+        curve = distinct_curve(first, n)
+        return float(self.is_copy[draws].mean()), int(curve[-1]), samples_to_k(curve, k_faces)
 
 
-def ideal_side(
-    classes: list[np.ndarray], copied: np.ndarray, is_copy: np.ndarray, n: int, k_faces: int, repeats: int = 20
-) -> dict:
+def copies_of(run: Run, generation, k: int = 3) -> Copies:
+    """The copies among a generation, scored with enough neighbours to hold every training image in
+    the high band (rescored with more if a sample's k-th neighbour is still in it)."""
+    high = run.bands().high
+    while True:
+        sims, idx = run.neighbours(run.score(generation, k=k))
+        in_high = in_band(sims, high)
+        if not in_high[:, -1].any() or k >= len(run.data):
+            return Copies(idx, in_high, len(run.data))
+        k *= 2
+
+
+def ideal_side(classes: list[np.ndarray], copies: Copies, n: int, k_faces: int, repeats: int) -> dict:
     """Mean statistics of ``repeats`` sequences of n draws: a uniform class, then a uniform member.
     ``classes=[all samples]`` is plain sampling."""
     rng = np.random.default_rng(0)
@@ -65,7 +96,7 @@ def ideal_side(
     for _ in range(repeats):
         picks = rng.integers(0, len(classes), n)
         draws = np.array([rng.choice(classes[c]) for c in picks])
-        stats.append(draw_statistics(draws, copied, is_copy, k_faces))
+        stats.append(copies.statistics(draws, k_faces))
     needed = [s[2] for s in stats]
     return {
         "ams_high": round(100 * float(np.mean([s[0] for s in stats])), 1),
@@ -74,73 +105,119 @@ def ideal_side(
     }
 
 
+def feature_row(feature: str, clusters, clustering, copies: Copies) -> dict:
+    """How one feature's K-means clusters (any keep rule: K-means is the same) sort the copies."""
+    return {
+        "feature": feature,
+        "k": len(clustering.cohesion),
+        "silhouette": clusters.summary()["silhouette"],
+        "cohesion_min": round(float(clustering.cohesion.min()), 4),
+        "cohesion_max": round(float(clustering.cohesion.max()), 4),
+        "purity": round(purity(clustering.kmeans_labels, copies.index[:, 0], copies.is_copy), 3),
+        "n_copies": int(copies.is_copy.sum()),
+        "clusters": clusters.path.name,
+    }
+
+
+def with_rule(config: ExtractionConfig, feature: str, rule: tuple[str, float | None], unkept: str) -> ExtractionConfig:
+    name, value = rule
+    cluster = dataclasses.replace(
+        config.cluster,
+        feature=feature,
+        keep_top=value if name == "keep_top" else config.cluster.keep_top,
+        tau=value if name == "tau" else None,
+        unkept=unkept,
+    )
+    return dataclasses.replace(config, cluster=cluster)
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="default", help="bundled name, model folder or hub id")
-    p.add_argument("--n-syn", type=int, default=ExtractionConfig().n_syn, help="plain samples to cluster")
-    p.add_argument("--k", type=int, default=ClusterConfig().k, help="K-means clusters")
-    p.add_argument(
-        "--sampler", default=SampleConfig().sampler, choices=("ddim", "ddpm"), help="plain sampler (%(default)s)"
-    )
-    p.add_argument("--features", default="unet,pixels", help="features to compare")
-    p.add_argument("--store", default="runs/benchmark", help="run store")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--taus", default="0.5,0.85,0.87,0.89,0.91,0.93", help="cohesion thresholds for the ideal SIDE")
-    p.add_argument("--n-samples", type=int, default=512, help="N_G of the ideal SIDE")
+    add_extraction_flags(p, report=False, store="runs/benchmark")
+    p.set_defaults(n_samples=512)  # N_G of the ideal SIDE draws
+    p.add_argument("--features", default="unet,pixels", help="features to compare (replaces --feature)")
+    p.add_argument("--taus", default="0.5,0.85,0.87,0.89,0.91,0.93", help="keep rules: the paper's cohesion thresholds")
+    p.add_argument("--keep-tops", default="0.5", help="keep rules: the most cohesive fraction of the clusters")
     p.add_argument("--k-faces", type=int, default=30, help="K of samples-to-K (default 30)")
+    p.add_argument("--repeats", type=int, default=20, help="sequences of N_G draws averaged per rule (default 20)")
     add_output_flags(p)
     args = p.parse_args()
-    out = output_dir(args, ["features.json"])
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.model)
-    data = load_training_set("default", model.channels, model.size)
-    run = Run(args.store, model, data, read_only_roots=(BUNDLED_STORE,))
-    synthetic = run.generate(args.n_syn, ExtractionConfig().seed + 1, SampleConfig(sampler=args.sampler))
-    sims, idx = run.neighbours(run.score(synthetic))
-    is_copy = in_band(sims[:, 0], run.bands().high)
-    rows, ideal = [], []
-    for feature in args.features.split(","):
-        stage = run.cluster(run.features(synthetic, feature), ClusterConfig(feature=feature, k=args.k, tau=0.0))
-        clustering = run.clustering(stage)
-        rows.append(
-            {
-                "feature": feature,
-                "k": args.k,
-                "silhouette": stage.summary()["silhouette"],
-                "cohesion_min": float(clustering.cohesion.min()),
-                "cohesion_max": float(clustering.cohesion.max()),
-                "purity": round(purity(clustering.kmeans_labels, idx[:, 0], is_copy), 3),
-                "n_copies": int(is_copy.sum()),
-            }
-        )
-        print(rows[-1], flush=True)
-        z = l2_normalise(read_array(run.features(synthetic, feature).file("features.npy")))
-        for tau in (float(t) for t in args.taus.split(",")):
-            kept = np.flatnonzero(clustering.cohesion >= tau)
-            if len(kept) < 2:
-                continue
-            nearest = np.argmax(z @ clustering.centroids[kept].T, axis=1)  # the paper's relabelling
-            row = {"feature": feature, "tau": tau, "classes": len(kept)}
-            for name, classes in (
-                ("background", [np.flatnonzero(clustering.kmeans_labels == c) for c in kept]),
-                ("nearest", [np.flatnonzero(nearest == c) for c in range(len(kept))]),
-            ):
-                row[name] = ideal_side(classes, idx[:, 0], is_copy, args.n_samples, args.k_faces)
-            ideal.append(row)
-            print(row, flush=True)
-    plain = ideal_side([np.arange(len(is_copy))], idx[:, 0], is_copy, args.n_samples, args.k_faces)
-    print({"plain": plain})
+    try:
+        config = extraction_config(args)
+        rules = [("tau", t) for t in floats(args.taus)] + [("keep_top", f) for f in floats(args.keep_tops)]
+        features = [f.strip() for f in args.features.split(",") if f.strip()]
+        for feature in features:  # every config checked before any work
+            for rule in rules:
+                with_rule(config, feature, rule, "background")
+    except (SideError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    out = output_dir(args, ["features.json"])
+    made_by = provenance()
+    try:
+        run = open_run(args, args.store)  # reuses the bundled stages where they match
+    except SideError as err:
+        raise SystemExit(f"error: {err}") from None
+    rows, ideal, skipped = [], [], []
+    copies, synthetic = None, None
+    try:
+        for feature in features:
+            first = True
+            for rule in rules:
+                row = {"feature": feature, "rule": rule[0], "value": rule[1]}
+                for unkept in ("background", "nearest"):
+                    try:
+                        surrogate = build_surrogate(run, with_rule(config, feature, rule, unkept), (), say=log.debug)
+                    except SideError as err:  # e.g. no two clusters reach this tau on this feature
+                        skipped.append({**row, "why": str(err)})
+                        log.info("skipped %s: %s", row, err)
+                        break
+                    if copies is None:  # the same plain samples for every feature and rule
+                        synthetic = surrogate.synthetic.path.name
+                        copies = copies_of(run, surrogate.synthetic)
+                    clustering = run.clustering(surrogate.clusters)
+                    if first:  # K-means is the same for every keep rule: one row per feature
+                        first = False
+                        rows.append(feature_row(feature, surrogate.clusters, clustering, copies))
+                        log.info("%s", rows[-1])
+                    classes = [np.flatnonzero(clustering.labels == c) for c in range(clustering.n_classes)]
+                    row["classes"] = clustering.n_classes
+                    row["cohesion_cut"] = round(float(clustering.cohesion[clustering.kept].min()), 4)
+                    row[unkept] = ideal_side(classes, copies, config.n_samples, args.k_faces, args.repeats)
+                else:
+                    ideal.append(row)
+                    log.info("%s", row)
+    except SideError as err:
+        raise SystemExit(f"error: {err}") from None
+    if copies is None:
+        raise SystemExit("error: no keep rule kept two clusters on any feature: lower --taus or use --keep-tops.")
+    plain = ideal_side([np.arange(len(copies.is_copy))], copies, config.n_samples, args.k_faces, args.repeats)
+    log.info("plain: %s", plain)
     write_json(
         out / "features.json",
         {
-            **provenance(),
-            "model": model.source,
-            "n_syn": args.n_syn,
-            "sampler": args.sampler,
+            **made_by,
+            "model": run.model.source,
+            "sampler": config.sample.sampler,
+            "n_syn": config.n_syn,
+            "k": config.cluster.k,
+            "surrogate_seed": config.surrogate_seed,
+            "synthetic": synthetic,
             "rows": rows,
-            "ideal_side": {"n_samples": args.n_samples, "k_faces": args.k_faces, "plain": plain, "rows": ideal},
+            "ideal_side": {
+                "n_samples": config.n_samples,
+                "k_faces": args.k_faces,
+                "repeats": args.repeats,
+                "plain": plain,
+                "rows": ideal,
+            },
+            "skipped": skipped,
         },
     )
 
