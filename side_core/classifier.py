@@ -23,7 +23,8 @@ from diffusers import DDPMScheduler
 from side_core.config import ClassifierConfig, ClassifierTrainConfig
 from side_core.distributed import DataParallel
 from side_core.errors import SideError
-from side_core.sampling import GuidanceFn
+from side_core.models import LoadedModel
+from side_core.sampling import GuidanceFn, to_eps
 from side_core.store import finite_or_none, read_json, read_tensors, write_json, write_tensors
 
 log = logging.getLogger(__name__)
@@ -219,23 +220,54 @@ def evaluate(
     return ClassifierReport(quartiles, accuracy, clean, chance, [])
 
 
+def _log_prob_guidance(
+    logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target: torch.Tensor | int
+) -> GuidanceFn:
+    """A guidance callable (x_t, t) -> grad_{x_t} log softmax(logits(x_t, t))[target], where
+    ``logits`` is differentiable in x_t (float32, requiring grad)."""
+
+    def grad_log_prob(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        y = torch.as_tensor(target, device=x_t.device).expand(len(x_t))
+        with torch.enable_grad():
+            x = x_t.detach().float().requires_grad_(True)
+            log_probs = F.log_softmax(logits(x, t), dim=1)
+            selected = log_probs[torch.arange(len(x)), y].sum()
+            (grad,) = torch.autograd.grad(selected, x)
+        return grad.to(x_t.dtype)
+
+    return grad_log_prob
+
+
 def classifier_guidance(model: SurrogateClassifier, target: torch.Tensor | int) -> GuidanceFn:
     """A guidance callable (x_t, t) -> grad_{x_t} log p(target | x_t, t).
 
     ``target`` is one class for the whole batch or (N,) int64 per sample. A time-blind classifier
     ignores t (it is applied to x_t as if clean: the Cond baseline).
     """
+    return _log_prob_guidance(model, target)
 
-    def grad_log_prob(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        y = torch.as_tensor(target, device=x_t.device).expand(len(x_t))
-        with torch.enable_grad():
-            x = x_t.detach().float().requires_grad_(True)
-            log_probs = F.log_softmax(model(x, t), dim=1)
-            selected = log_probs[torch.arange(len(x)), y].sum()
-            (grad,) = torch.autograd.grad(selected, x)
-        return grad.to(x_t.dtype)
 
-    return grad_log_prob
+def predicted_x0(diffusion: LoadedModel, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """x0_hat(x_t) = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t), clamped to [-1, 1];
+    differentiable in x_t through the UNet. x_t (N, C, H, W), t (N,) timesteps of the model's schedule."""
+    alpha_bar = diffusion.scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()[:, None, None, None]
+    output = diffusion.unet(x_t.to(diffusion.unet.dtype), t).sample.float()
+    eps = to_eps(output, x_t, alpha_bar, diffusion.scheduler.config.prediction_type)
+    return ((x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-1, 1)
+
+
+def clean_image_guidance(diffusion: LoadedModel, model: SurrogateClassifier, target: torch.Tensor | int) -> GuidanceFn:
+    """Guidance through the predicted clean image: (x_t, t) -> grad_{x_t} log p(target | x0_hat(x_t)).
+
+    ``model`` classifies clean images (a time-blind classifier, or a time-dependent one at t = 0); the
+    gradient flows back through the UNet's noise prediction, so each guided step costs one more UNet
+    forward and one backward. Measured against the noisy classifier in ``benchmarks/guidance.py``.
+    """
+
+    def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(predicted_x0(diffusion, x_t, t), torch.zeros_like(t))
+
+    return _log_prob_guidance(logits, target)
 
 
 def save_classifier(model: SurrogateClassifier, report: ClassifierReport | None, folder: str | Path) -> None:

@@ -300,7 +300,7 @@ class Run:
         tensors = {}
         guidance = None
         if target is not None:
-            targets = torch.from_numpy(self._aim(stage, i, n=n, seed=seed, batch=config.batch_size, target=target))
+            targets = torch.from_numpy(self.aim(stage, i, n=n, seed=seed, batch=config.batch_size, target=target))
             tensors["targets"] = targets
             if guide_model is not None:
                 guidance = classifier_guidance(guide_model, targets.to(self.model.device))
@@ -324,7 +324,7 @@ class Run:
             tensors[f"frame_{t:04d}"] = frame
         return tensors
 
-    def _aim(self, stage: Stage, i: int, *, n: int, seed: int, batch: int, target: Target) -> np.ndarray:
+    def aim(self, stage: Stage, i: int, *, n: int, seed: int, batch: int, target: Target) -> np.ndarray:
         """The target class of each sample of shard ``i`` (side_core.allocation)."""
         size = min(batch, n - i * batch)
         if target.cls is not None:

@@ -79,15 +79,15 @@ def test_adaptive_generation_stops_aiming_at_a_retired_class(tiny_model_dir, tmp
     images = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     images[5] = images[1]  # two samples of class 1 coincide
     stage.write_shard(0, {"images": images, "targets": torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])})
-    aimed = run._aim(stage, 1, n=16, seed=0, batch=8, target=target)
+    aimed = run.aim(stage, 1, n=16, seed=0, batch=8, target=target)
     assert 1 not in aimed and sorted(set(aimed.tolist())) == [0, 2, 3]
     assert np.bincount(aimed, minlength=4)[[0, 2, 3]].tolist() in ([3, 3, 2], [3, 2, 3], [2, 3, 3])
     # uniform and stratified targets are functions of (seed, shard) alone: any process can make any shard
     for allocation in ("uniform", "stratified"):
         plain = Target("classifier-x", 4, allocation=allocation)
-        again = run._aim(stage, 1, n=16, seed=0, batch=8, target=plain)
-        assert np.array_equal(again, run._aim(stage, 1, n=16, seed=0, batch=8, target=plain))
+        again = run.aim(stage, 1, n=16, seed=0, batch=8, target=plain)
+        assert np.array_equal(again, run.aim(stage, 1, n=16, seed=0, batch=8, target=plain))
     stratified = [
-        run._aim(stage, i, n=16, seed=0, batch=8, target=Target("c", 4, allocation="stratified")) for i in (0, 1)
+        run.aim(stage, i, n=16, seed=0, batch=8, target=Target("c", 4, allocation="stratified")) for i in (0, 1)
     ]
     assert np.bincount(np.concatenate(stratified), minlength=4).tolist() == [4, 4, 4, 4]
