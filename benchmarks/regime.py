@@ -26,7 +26,7 @@ from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
-from side_core.pipeline import Run
+from side_core.pipeline import BUNDLED_STORE, Run
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("regime")
@@ -38,9 +38,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data", default="default", help="its training images ('default': the bundled faces)")
     p.add_argument("--store", default="runs/regime/store", help="run store (stages are keyed by model)")
     p.add_argument("--targets", default="5,15,30,45", help="plain copy rates (percent) to pick checkpoints at")
+    p.add_argument(
+        "--also",
+        nargs="*",
+        default=[],
+        help="other model folders to screen and always include (e.g. a more memorized model of the same recipe)",
+    )
     p.add_argument("--n-screen", type=int, default=256, help="plain samples to measure each checkpoint's copy rate")
     p.add_argument("--n-samples", type=int, default=256, help="N_G per method on the chosen checkpoints")
     p.add_argument("--seeds", default="0", help="generation seeds on the chosen checkpoints")
+    p.add_argument("--reuse", nargs="*", default=[], help="other run stores whose finished stages are reused")
     p.add_argument("--threads", type=int, default=None)
     add_output_flags(p)
     return p.parse_args()
@@ -75,7 +82,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.plot(x, [r["side_over_uncond"][key] or 0 for r in rows], marker, label=label)
     ax.axhline(1, color="grey", lw=0.8, ls="--")
     for r in rows:
-        ax.annotate(f"step {r['step']}", (r["plain_copy_rate"], r["side_over_uncond"]["ams_high"] or 0), fontsize=7)
+        label = f"step {r['step']}" if r["step"] is not None else Path(r["folder"]).name
+        ax.annotate(label, (r["plain_copy_rate"], r["side_over_uncond"]["ams_high"] or 0), fontsize=7)
     ax.set_xlabel("plain copy rate of the checkpoint (% of plain samples in the high band)")
     ax.set_ylabel("SIDE / UnCond")
     ax.legend()
@@ -101,11 +109,16 @@ def main() -> None:
     for target in (float(t) for t in args.targets.split(",")):
         free = [s for s in screened if s not in chosen]
         chosen.append(min(free, key=lambda s: (abs(s["plain_copy_rate"] - target), s["step"])))
-    chosen.sort(key=lambda s: s["plain_copy_rate"])
+    for folder in args.also:
+        run, rate = screen(args.store, Path(folder), args.data, args.n_screen)
+        log.info("%s: plain copy rate %.1f%%", folder, rate)
+        chosen.append({"step": None, "folder": str(folder), "plain_copy_rate": rate})
     rows = []
-    for pick in chosen:
+    for pick in sorted(chosen, key=lambda s: -s["plain_copy_rate"]):  # the bundled default's last: `prepare` may run
         model = load_model(pick["folder"], "cpu")
-        run = Run(args.store, model, load_training_set(args.data, model.channels, model.size))
+        data = load_training_set(args.data, model.channels, model.size)
+        # a checkpoint that is a bundled model reuses the bundled store's stages (same weights, same key)
+        run = Run(args.store, model, data, read_only_roots=(BUNDLED_STORE, *args.reuse))
         reports = over_seeds(run, dataclasses.replace(config), seeds, ("uncond", "side"))
         summaries = {m: summary_over_seeds(run, reports, m) for m in ("uncond", "side")}
         k = max(1, int(max(s["curve"][-1] for s in summaries.values())) // 2)
@@ -128,7 +141,8 @@ def main() -> None:
                 },
             }
         )
-        log.info("step %d: %s", pick["step"], rows[-1]["side_over_uncond"])
+        log.info("%s: %s", pick["folder"], rows[-1]["side_over_uncond"])
+    rows.sort(key=lambda r: r["plain_copy_rate"])
     write_json(
         out / "regime.json",
         {**made_by, "config": config.to_dict(), "seeds": seeds, "screen": screened, "rows": rows},
@@ -136,14 +150,15 @@ def main() -> None:
     lines = [
         f"Command: `{made_by['command']}` (git {made_by['git']['revision']}, sampler {config.sample.sampler})",
         "",
-        "| step | plain copy rate | UnCond AMS high | SIDE AMS high | UnCond distinct | SIDE distinct | K | "
+        "| model | plain copy rate | UnCond AMS high | SIDE AMS high | UnCond distinct | SIDE distinct | K | "
         "UnCond samples to K | SIDE samples to K | SIDE/UnCond AMS | distinct | samples to K |",
         "|" + "---|" * 12,
     ]
     for r in rows:
         u, s, q = r["uncond"], r["side"], r["side_over_uncond"]
         lines.append(
-            f"| {r['step']} | {r['plain_copy_rate']:.1f} | {u['ams_high']} | {s['ams_high']} | {u['distinct']} | "
+            f"| {r['step'] if r['step'] is not None else r['folder']} | {r['plain_copy_rate']:.1f} | "
+            f"{u['ams_high']} | {s['ams_high']} | {u['distinct']} | "
             f"{s['distinct']} | {r['k']} | {u['samples_to_k']} | {s['samples_to_k']} | {q['ams_high']} | "
             f"{q['distinct']} | {q['samples_to_k']} |"
         )

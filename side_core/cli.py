@@ -84,7 +84,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     p.add_argument(
         "--model",
         default="default",
-        help="'default', 'faces40', a diffusers model folder, or a hub id (online only)",
+        help="'default', 'faces100-memorized', 'faces40', a diffusers model folder, or a hub id (online only)",
     )
     p.add_argument(
         "--data",

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUNDLED_MODELS = {
     "default": ASSETS / "models" / "faces100",
+    "faces100-memorized": ASSETS / "models" / "faces100-memorized",
     "faces40": ASSETS / "models" / "faces40",
 }
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")

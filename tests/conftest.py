@@ -86,3 +86,11 @@ def bright_dark_model_dir(tmp_path_factory):
         checkpoint_every=300,
     )
     return train_ddpm(data, tmp_path_factory.mktemp("bright_dark"), config)
+
+
+@pytest.fixture(scope="session")
+def bright_dark_model(bright_dark_model_dir):
+    """The bright-and-dark DDPM, loaded on the CPU."""
+    from side_core.models import load_model
+
+    return load_model(bright_dark_model_dir, device="cpu")

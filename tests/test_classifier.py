@@ -15,20 +15,16 @@ from side_core.classifier import (
     train_classifier,
 )
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
-from side_core.models import load_model
 from side_core.sampling import sample
 
 
 @pytest.fixture(scope="module")
-def model(bright_dark_model_dir):
-    return load_model(bright_dark_model_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def trained(model):
+def trained(bright_dark_model):
     x0, labels = bright_and_dark()
     config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2)
-    return train_classifier(x0, labels, model.scheduler, config, ClassifierTrainConfig(steps=150, batch_size=32))
+    return train_classifier(
+        x0, labels, bright_dark_model.scheduler, config, ClassifierTrainConfig(steps=150, batch_size=32)
+    )
 
 
 def share_of_class(classifier, images: torch.Tensor, cls: int) -> float:
@@ -46,14 +42,14 @@ def test_accuracy_is_reported_per_timestep_quartile(trained):
     assert report.loss_history and report.loss_history[-1][1] < report.loss_history[0][1]
 
 
-def test_guidance_moves_samples_toward_the_class(model, trained):
+def test_guidance_moves_samples_toward_the_class(bright_dark_model, trained):
     classifier, _ = trained
     config = SampleConfig(num_steps=10, batch_size=32)
     guided_config = dataclasses.replace(config, guidance_scale=20.0)
-    plain = sample(model, 32, config, torch.Generator().manual_seed(0)).images
+    plain = sample(bright_dark_model, 32, config, torch.Generator().manual_seed(0)).images
     for cls in (0, 1):
         guidance = classifier_guidance(classifier, cls)
-        guided = sample(model, 32, guided_config, torch.Generator().manual_seed(0), guidance).images
+        guided = sample(bright_dark_model, 32, guided_config, torch.Generator().manual_seed(0), guidance).images
         assert share_of_class(classifier, guided, cls) > share_of_class(classifier, plain, cls) + 0.1
 
 
@@ -76,11 +72,11 @@ def test_save_and_reload(tmp_path, trained):
     assert loaded.config == classifier.config
 
 
-def test_time_blind_classifier_ignores_t(model):
+def test_time_blind_classifier_ignores_t(bright_dark_model):
     x0, labels = bright_and_dark(32)
     config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2, time_dependent=False)
     train_config = ClassifierTrainConfig(steps=20, batch_size=16)
-    classifier, _ = train_classifier(x0, labels, model.scheduler, config, train_config)
+    classifier, _ = train_classifier(x0, labels, bright_dark_model.scheduler, config, train_config)
     x = torch.randn(2, 1, 8, 8)
     torch.testing.assert_close(classifier(x, torch.tensor([0, 0])), classifier(x, torch.tensor([99, 5])))
 
