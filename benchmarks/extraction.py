@@ -142,6 +142,7 @@ def plot_curves(curves: dict[str, list[float]], stk: dict, path: Path, pool: dic
             start = n_syn if method != "uncond" else 0  # the guided methods first drew the pool
             ax.plot(range(start + 1, start + len(curve) + 1), curve, label=method)
         ax.plot(range(1, n_syn + 1), pool["curve"], label="filter (pool only)")
+        ax.plot(range(1, n_syn + 1), pool["plain_curve"], ":", color="C0", label="the pool as plain samples")
         ax.set_xlabel("samples drawn in all (N_syn pool included)")
         ax.set_ylabel("distinct training images extracted (high band)")
         ax.set_title("counting the N_syn pool")
@@ -176,6 +177,14 @@ def table_lines(report: dict, made_by: dict) -> list[str]:
     lines.append("|---|---|---|---|")
     for a, r in report["allocations"].items():
         lines.append(f"| {a} | {r['ams_high']} | {r['distinct']} | {r['samples_to_k'] or 'never'} |")
+    pool = report.get("filter")
+    if pool:
+        lines += [
+            "",
+            f"Counting the pool: the {pool['n_generated']} plain samples SIDE and Cond drew first hold "
+            f"{pool['plain_curve'][-1]} distinct copies as they stand; Filter reports {len(pool['extracted'])} of them "
+            f"({pool['flagged']} samples flagged near-identical, {pool['precision_high']}% of them copies).",
+        ]
     lines += ["", "Yardsticks: " + ", ".join(f"{k} = {v}" for k, v in report["headline"].items())]
     return lines
 

@@ -135,8 +135,8 @@ def main() -> None:
                 },
                 "side": {"ams_high": s["mean_ams_high"], "distinct": s["mean_distinct"], "samples_to_k": stk["side"]},
                 "side_over_uncond": {
-                    "ams_high": _ratio(s["ams_high"], u["ams_high"]),
-                    "distinct": _ratio(s["distinct"], u["distinct"]),
+                    "ams_high": _ratio(s["mean_ams_high"], u["mean_ams_high"]),
+                    "distinct": _ratio(s["mean_distinct"], u["mean_distinct"]),
                     "samples_to_k": _ratio(stk["uncond"], stk["side"]) if stk["side"] and stk["uncond"] else None,
                 },
             }

@@ -719,9 +719,11 @@ def filter_baseline(run: Run, surrogate: Surrogate) -> dict:
     no guided sample. What SIDE adds beyond its own pool is what it extracts beyond this.
 
     ``curve`` entry n-1: distinct high-band training images among the samples flagged once only the
-    first n pool samples exist (a sample is flagged when both it and its partner are drawn)."""
+    first n pool samples exist (a sample is flagged when both it and its partner are drawn).
+    ``plain_curve``: the same pool read as plain sampling (UnCond at the budget SIDE spent on it)."""
     partner = read_array(surrogate.pool.file("partner.npy"))
-    sims, idx = run.neighbours(run.score(surrogate.synthetic))
+    pool_score = run.score(surrogate.synthetic)
+    sims, idx = run.neighbours(pool_score)
     copy = in_band(sims[:, 0], run.bands().high)
     flagged = partner >= 0
     flagged_at = np.maximum(np.arange(len(partner)), partner)  # index of the later of the two
@@ -738,6 +740,7 @@ def filter_baseline(run: Run, surrogate: Surrogate) -> dict:
         "precision_high": round(100 * float(copy[flagged].mean()), 3) if flagged.any() else None,
         "extracted": np.flatnonzero(first_hit >= 0).tolist(),
         "curve": curve.tolist(),
+        "plain_curve": distinct_curve(run.first_hit(pool_score), len(partner)).tolist(),
     }
 
 
