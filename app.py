@@ -41,7 +41,8 @@ with st.sidebar:  # what is open, the current configuration, and which of its st
     config = state.config()
     st.caption(f"Model: `{st.session_state[state.MODEL]}` · data: `{st.session_state[state.DATA]}`")
     st.caption(
-        f"N_syn {config.n_syn} · feature {config.cluster.feature} · K {config.cluster.k} · tau {config.cluster.tau:g} "
+        f"N_syn {config.n_syn} · feature {config.cluster.feature} · K {config.cluster.k} · "
+        f"{config.cluster.keep_rule} "
         f"· classifier {config.classifier_train.steps} steps"
     )
     try:

@@ -24,7 +24,7 @@ found = jobs.clusters_with_scores(config).stored(run)
 if found is None:
     st.info(
         f"No samples are stored for N_syn = {config.n_syn}, {config.cluster.feature} features, K = {config.cluster.k}, "
-        f"keeping the top {config.cluster.keep_top:.0%} by cohesion: press **Generate and cluster**."
+        f"{config.cluster.keep_rule}: press **Generate and cluster**."
     )
     st.stop()
 surrogate, scores = found

@@ -23,7 +23,7 @@ if surrogate is None:
 clusters = surrogate.clusters.summary()
 st.caption(
     f"{clusters['n_classes']} surrogate classes from {config.n_syn} samples (K = {config.cluster.k}, "
-    f"keeping the top {config.cluster.keep_top:.0%} by cohesion)."
+    f"{config.cluster.keep_rule})."
     + (
         f" {config.n_syn - clusters['in_classes']} samples of dropped clusters carry the background label: the "
         "classifier learns it too, but guidance never aims at it, and accuracy below is measured on class members."

@@ -231,6 +231,13 @@ class ClusterConfig(_Config):
         _choice("unkept", self.unkept, UNKEPT)
         check_seed(self.seed)
 
+    @property
+    def keep_rule(self) -> str:
+        """Which clusters become classes, in words (for logs, reports and the app)."""
+        if self.tau is not None:
+            return f"keeping cohesion >= tau {self.tau:g}"
+        return f"keeping the top {self.keep_top:.0%} by cohesion"
+
 
 @dataclass(frozen=True, kw_only=True)
 class ExtractionConfig(_Config):

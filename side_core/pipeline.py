@@ -632,8 +632,7 @@ def build_surrogate(
     say(f"generating {config.n_syn} plain samples to cluster")
     plain = replace(config.sample, guidance_scale=0.0)
     synthetic = run.generate(config.n_syn, config.synthetic_seed, plain, progress=sample_progress)
-    keep = f"tau {config.cluster.tau}" if config.cluster.tau is not None else f"the top {config.cluster.keep_top:.0%}"
-    say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, keeping {keep} by cohesion)")
+    say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, {config.cluster.keep_rule})")
     features = run.features(synthetic, config.cluster.feature)
     clusters = run.cluster(features, config.cluster)
     pool = run.pool(features)
