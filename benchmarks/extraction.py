@@ -183,7 +183,7 @@ def table_lines(report: dict, made_by: dict) -> list[str]:
             "",
             f"Counting the pool: the {pool['n_generated']} plain samples SIDE and Cond drew first hold "
             f"{pool['plain_curve'][-1]} distinct copies as they stand; Filter reports {len(pool['extracted'])} of them "
-            f"({pool['flagged']} samples flagged near-identical, {pool['precision_high']}% of them copies).",
+            f"({pool['flagged']} samples flagged near-identical, {pool['precision_high'] or 0}% of them copies).",
         ]
     lines += ["", "Yardsticks: " + ", ".join(f"{k} = {v}" for k, v in report["headline"].items())]
     return lines
