@@ -91,3 +91,27 @@ def test_adaptive_generation_stops_aiming_at_a_retired_class(tiny_model_dir, tmp
         run.aim(stage, i, n=16, seed=0, batch=8, target=Target("c", 4, allocation="stratified")) for i in (0, 1)
     ]
     assert np.bincount(np.concatenate(stratified), minlength=4).tolist() == [4, 4, 4, 4]
+
+
+def test_filter_reports_the_pool_samples_that_repeat_a_training_image(tiny_model_dir, tiny_data_dir, tmp_path):
+    """A pool in which two training images are each drawn twice: Filter flags those four samples
+    and reports the two images as extracted; an image drawn once is not flagged."""
+    from side_core.data import load_training_set
+    from side_core.models import load_model
+    from side_core.pipeline import Run, Surrogate, filter_baseline
+
+    model = load_model(tiny_model_dir, device="cpu")
+    run = Run(tmp_path / "store", model, load_training_set(tiny_data_dir, 1, 8))
+    train = run.data.images
+    noise = torch.rand(36, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    pool = torch.cat([train[[2, 2, 5, 5, 7]], noise])  # images 2 and 5 twice, image 7 once
+    synthetic = run.stage("generate", {"n": len(pool), "sample": {"batch_size": len(pool)}, "test": "pool"})
+    synthetic.begin()
+    synthetic.write_shard(0, {"images": pool})
+    synthetic.finish({"n": len(pool), "n_shards": 1, "seconds": 0.0})
+    features = run.features(synthetic, "pixels")
+    found = filter_baseline(run, Surrogate(synthetic, features, None, run.pool(features, quantile=0.92), {}))
+    assert found["flagged"] == 4 and found["groups"] == 2 and found["precision_high"] == 100.0
+    assert found["extracted"] == [2, 5]
+    assert found["curve"][1] == 1 and found["curve"][3] == 2  # an image counts once both its draws exist
+    assert found["plain_curve"][-1] >= 3  # read as plain samples, the pool also holds image 7
