@@ -20,7 +20,7 @@ MAX_CLASSIFIER_STEPS = 200_000
 MAX_GUIDED = 256
 MAX_N_G = 10_000
 MAX_SCALE = 100.0
-# Fewer sampler steps than this leave visible noise. Measured on the bundled model (DDPM, 64 plain
+# Fewer sampler steps than this leave visible noise. Measured on faces100-memorized (DDPM, 64 plain
 # samples): 1 step gives pure noise (mean nearest similarity 0.08), 3 steps 17% copies, 10 steps 38%,
 # 25 steps (the default) 44%.
 FEW_STEPS = 10
@@ -38,8 +38,8 @@ def steps_hint(num_steps: int) -> str | None:
         return None
     return (
         f"{num_steps} sampler step{'s' if num_steps > 1 else ''} leave{'s' if num_steps == 1 else ''} the samples "
-        f"noisy: on the bundled model 1 step gives pure noise, 3 steps 17% copies, 10 steps 38% and 25 steps (the "
-        f"default) 44%. Use at least {FEW_STEPS}."
+        f"noisy: on the memorized bundled model 1 step gives pure noise, 3 steps 17% copies, 10 steps 38% and 25 "
+        f"steps (the default) 44%. Use at least {FEW_STEPS}."
     )
 
 
@@ -50,7 +50,8 @@ def open_model() -> tuple[str, str, int | None] | None:
         model_spec = left.text_input(
             "Model",
             value=st.session_state[state.MODEL],
-            help="'default' (bundled, 100 LFW faces), 'faces40' (40 faces), a local diffusers folder "
+            help="'default' (bundled, 100 LFW faces), 'faces100-memorized' (the same faces, memorized), 'faces40' "
+            "(40 faces), a local diffusers folder "
             "(DDPMPipeline.save_pretrained or a UNet2DModel folder), or a hub id such as google/ddpm-cifar10-32 "
             "(online only).",
             key="open_model",
