@@ -1,15 +1,18 @@
-"""UnCond vs Cond vs SIDE on one model at equal N_G, with the cost-of-extraction curve and sweeps.
+"""UnCond vs Cond vs SIDE (and the Filter baseline) on one model at equal N_G, over several
+generation seeds, with the cost-of-extraction curves, SIDE under each allocation, and sweeps.
 
-    python -m benchmarks.extraction --n-samples 512                 # the table and curves
-    python -m benchmarks.extraction --n-samples 512 --sweeps        # plus guidance-scale and K sweeps
+    python -m benchmarks.extraction                                   # the bundled default, N_G 512
+    python -m benchmarks.extraction --model M --data D --name extraction_fashion-mnist
+    python -m benchmarks.extraction --sweeps                          # plus guidance-scale and K sweeps
 
 All methods share the sampler, steps and seeds (so sample i starts from the same noise in every
-method). The table is repeated at --repeat-seeds (other noise, same surrogate classes and
-classifiers), because one seed's samples-to-K moves by tens of samples. Writes to
-benchmarks/results/: extraction.json (the engine's report shape plus
-``samples_to_k`` and the curves), extraction.md (the table), extraction.png (bars per method and
-band), extraction_curve.png (distinct extractions vs N_G), and with --sweeps sweep_scale.{json,png}
-and sweep_k.{json,png}.
+method). Every method runs at each of --seeds (default 0, 2, 3: other noise and targets, one
+surrogate built from --surrogate-seed), because one seed's samples-to-K moves by tens of samples;
+SIDE also runs under each of --allocations. Writes to benchmarks/results/: NAME.json (the engine's
+report at the first seed, plus n_train, seeds, the mean curves, samples_to_k, per-seed rows, the
+allocations and the headline ratios), NAME.md (the tables), NAME.png (bars per method and band),
+NAME_curve.png (distinct extractions vs N_G, and vs every sample drawn with the Filter baseline),
+and with --sweeps sweep_scale.{json,png} and sweep_k.{json,png}.
 """
 
 from __future__ import annotations
