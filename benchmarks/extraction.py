@@ -30,7 +30,7 @@ from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ALLOCATIONS, ExtractionConfig
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
 from side_core.pipeline import METHODS, Run, extract, guidance_sweep
-from side_core.report import markdown_table, ratios
+from side_core.report import markdown_table, ratio, ratios
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("extraction")
@@ -233,20 +233,14 @@ def headline(summaries: dict[str, dict], stk: dict, n_train: int) -> dict:
     out: dict = {"n_g_at_2x_train": at}
     for base in ("uncond", "cond"):
         b = summaries[base]
-        out[f"ams_high_side_over_{base}"] = _ratio(side["mean_ams_high"], b["mean_ams_high"])
-        out[f"distinct_at_2x_train_side_over_{base}"] = _ratio(side["curve"][at - 1], b["curve"][at - 1])
-        out[f"distinct_side_over_{base}"] = _ratio(side["mean_distinct"], b["mean_distinct"])
-        out[f"samples_to_k_{base}_over_side"] = (
-            _ratio(stk[base], stk["side"]) if stk[base] is not None and stk["side"] is not None else None
-        )
+        out[f"ams_high_side_over_{base}"] = ratio(side["mean_ams_high"], b["mean_ams_high"])
+        out[f"distinct_at_2x_train_side_over_{base}"] = ratio(side["curve"][at - 1], b["curve"][at - 1])
+        out[f"distinct_side_over_{base}"] = ratio(side["mean_distinct"], b["mean_distinct"])
+        out[f"samples_to_k_{base}_over_side"] = ratio(stk[base], stk["side"])
     out["side_curve_never_below_uncond"] = all(
         s >= u for s, u in zip(side["curve"], summaries["uncond"]["curve"], strict=True)
     )
     return out
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import BUNDLED_STORE, Run
+from side_core.report import ratio
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("regime")
@@ -135,9 +136,9 @@ def main() -> None:
                 },
                 "side": {"ams_high": s["mean_ams_high"], "distinct": s["mean_distinct"], "samples_to_k": stk["side"]},
                 "side_over_uncond": {
-                    "ams_high": _ratio(s["mean_ams_high"], u["mean_ams_high"]),
-                    "distinct": _ratio(s["mean_distinct"], u["mean_distinct"]),
-                    "samples_to_k": _ratio(stk["uncond"], stk["side"]) if stk["side"] and stk["uncond"] else None,
+                    "ams_high": ratio(s["mean_ams_high"], u["mean_ams_high"]),
+                    "distinct": ratio(s["mean_distinct"], u["mean_distinct"]),
+                    "samples_to_k": ratio(stk["uncond"], stk["side"]),
                 },
             }
         )
@@ -166,10 +167,6 @@ def main() -> None:
     write_text(out / "regime.md", "\n".join(lines) + "\n")
     plot(rows, out / "regime.png")
     print("\n".join(lines))
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
 
 
 if __name__ == "__main__":

@@ -417,6 +417,45 @@ class Run:
 
         return self._build(stage, make)
 
+    def filter(self, pool: Stage, synthetic: Stage) -> Stage:
+        """The Filter baseline on a pool of plain samples: those with a near-identical partner in the
+        pool are reported as memorized, with no classifier and no guided sample. A stage of its own
+        (it reads the whole pool), so a stored comparison, e.g. each app rerun, only reads it.
+
+        Summary: ``flagged``, ``groups``, ``precision_high``, ``extracted`` and ``curve``, entry n-1 of
+        which counts the distinct high-band training images among the samples flagged once only the
+        first n pool samples exist (a sample is flagged when both it and its partner are drawn);
+        ``plain_curve``: the same pool read as plain sampling (UnCond at the budget SIDE spent on it)."""
+        pool_score = self.score(synthetic)
+        stage = self.stage("filter", {"pool": pool.path.name, "score": pool_score.path.name})
+
+        def make(stage: Stage) -> dict:
+            partner = read_array(pool.file("partner.npy"))
+            high = self.bands().high
+            copy = in_band(self.neighbours(pool_score)[0][:, 0], high)
+            flagged = np.flatnonzero(partner >= 0)
+            flagged_at = np.maximum(flagged, partner[flagged])  # reported once its partner is drawn too
+            # every training image in the high band of a flagged sample counts, as in the methods' rows
+            train_vectors = read_tensors(self.reference().file("vectors.safetensors"))["vectors"]
+            similarity = self.similarity.vectors(self.images(synthetic)[flagged]) @ train_vectors.T
+            rows, images = np.nonzero(in_band(similarity.numpy(), high))
+            first_hit = np.full(len(self.data), len(partner), dtype=np.int64)
+            np.minimum.at(first_hit, images, flagged_at[rows])
+            first_hit[first_hit == len(partner)] = -1
+            curve = distinct_curve(first_hit, len(partner))
+            return {
+                "n_generated": len(partner),
+                "near_identical": pool.summary()["near_identical"],
+                "flagged": len(flagged),
+                "groups": int(near_identical_groups(partner).max() + 1),
+                "precision_high": round(100 * float(copy[flagged].mean()), 3) if len(flagged) else None,
+                "extracted": np.flatnonzero(first_hit >= 0).tolist(),
+                "curve": curve.tolist(),
+                "plain_curve": distinct_curve(self.first_hit(pool_score), len(partner)).tolist(),
+            }
+
+        return self._build(stage, make)
+
     def clustering(self, stage: Stage) -> Clustering:
         fields = ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")
         return Clustering(**{k: read_array(stage.file(f"{k}.npy")) for k in fields})
@@ -713,37 +752,9 @@ def extract(
 
 
 def filter_baseline(run: Run, surrogate: Surrogate) -> dict:
-    """Generate-and-filter on the surrogate's own pool (Carlini et al. 2023): the N_syn plain samples
-    that have a near-identical partner in the pool are reported as memorized, with no classifier and
-    no guided sample. What SIDE adds beyond its own pool is what it extracts beyond this.
-
-    ``curve`` entry n-1: distinct high-band training images among the samples flagged once only the
-    first n pool samples exist (a sample is flagged when both it and its partner are drawn).
-    ``plain_curve``: the same pool read as plain sampling (UnCond at the budget SIDE spent on it)."""
-    partner = read_array(surrogate.pool.file("partner.npy"))
-    pool_score = run.score(surrogate.synthetic)
-    high = run.bands().high
-    copy = in_band(run.neighbours(pool_score)[0][:, 0], high)
-    flagged = np.flatnonzero(partner >= 0)
-    flagged_at = np.maximum(flagged, partner[flagged])  # a sample is reported once its partner is drawn too
-    # every training image in the high band of a flagged sample counts, as in the methods' rows
-    train_vectors = read_tensors(run.reference().file("vectors.safetensors"))["vectors"]
-    similarity = run.similarity.vectors(run.images(surrogate.synthetic)[flagged]) @ train_vectors.T
-    rows, images = np.nonzero(in_band(similarity.numpy(), high))
-    first_hit = np.full(len(run.data), len(partner), dtype=np.int64)
-    np.minimum.at(first_hit, images, flagged_at[rows])
-    first_hit[first_hit == len(partner)] = -1
-    curve = distinct_curve(first_hit, len(partner))
-    return {
-        "n_generated": len(partner),
-        "near_identical": surrogate.pool.summary()["near_identical"],
-        "flagged": len(flagged),
-        "groups": int(near_identical_groups(partner).max() + 1),
-        "precision_high": round(100 * float(copy[flagged].mean()), 3) if len(flagged) else None,
-        "extracted": np.flatnonzero(first_hit >= 0).tolist(),
-        "curve": curve.tolist(),
-        "plain_curve": distinct_curve(run.first_hit(pool_score), len(partner)).tolist(),
-    }
+    """Generate-and-filter on the surrogate's own pool (Carlini et al. 2023): :meth:`Run.filter`'s
+    result for the pool. What SIDE adds beyond its own pool is what it extracts beyond this."""
+    return {k: v for k, v in run.filter(surrogate.pool, surrogate.synthetic).summary().items() if k != "seconds"}
 
 
 def guidance_sweep(

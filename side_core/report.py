@@ -135,7 +135,7 @@ class Report:
     def side_over(self, base: str) -> tuple[float | None, float | None]:
         """SIDE over a baseline: (AMS high ratio, distinct ratio); None where the baseline has 0."""
         side, b = self.methods["side"], self.methods[base]
-        return _ratio(side.ams["high"], b.ams["high"]), _ratio(side.distinct, b.distinct)
+        return ratio(side.ams["high"], b.ams["high"]), ratio(side.distinct, b.distinct)
 
     def ratios(self) -> dict[str, float | None]:
         """SIDE over each baseline present, for high-band AMS and distinct extractions."""
@@ -199,8 +199,9 @@ def ratios(report: Report | dict) -> dict[str, float | None]:
     return Report.of(report).ratios()
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return round(a / b, 3) if b else None
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b to 3 decimals; None where either is missing or b is 0 (e.g. a method never reached K)."""
+    return round(a / b, 3) if a is not None and b else None
 
 
 def report_json(report: Report) -> str:
