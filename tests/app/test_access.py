@@ -1,0 +1,159 @@
+"""The locked mode of a shared server and the caps locked visitors meet: who counts as local, what a
+locked visitor may open (paths resolved before they are checked), and the refusals' messages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app_support import access, limits
+from app_support.access import LOOPBACK, Policy, decide, is_loopback, read_policy
+from side_core.errors import SideError
+
+
+@pytest.mark.parametrize("address", [LOOPBACK, "127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1"])
+def test_loopback_addresses_are_the_servers_own_machine(address):
+    assert is_loopback(address)
+    assert not decide(Policy(), address).locked
+
+
+@pytest.mark.parametrize("address", ["192.0.2.7", "10.0.0.2", "fd00::2", "2001:db8::1", "::ffff:10.0.0.2", "", "x"])
+def test_other_addresses_are_locked_by_default(address):
+    assert not is_loopback(address)
+    visitor = decide(Policy(), address)
+    assert visitor.locked and visitor.limits == Policy().limits
+
+
+def test_an_unknown_address_is_locked_not_trusted():
+    assert is_loopback(None) is False
+    assert decide(Policy(), None).locked
+
+
+def test_the_operator_switch_overrides_the_address():
+    assert not decide(read_policy({"SIDE_LOCKED": "0"}), "192.0.2.7").locked
+    assert decide(read_policy({"SIDE_LOCKED": "1"}), "127.0.0.1").locked
+    assert decide(read_policy({"SIDE_LOCKED": "auto"}), "192.0.2.7").locked
+    assert decide(read_policy({}), "127.0.0.1").limits is None  # the operator is not capped
+
+
+def test_bad_operator_values_fall_back_with_a_message(tmp_path):
+    policy = read_policy(
+        {
+            "SIDE_LOCKED": "maybe",
+            "SIDE_ALLOWED_DIRS": os.pathsep.join([str(tmp_path / "missing"), "", str(tmp_path)]),
+            "SIDE_MAX_SESSION_WORK": "lots",
+        }
+    )
+    assert policy.mode == "auto" and policy.allowed_dirs == (tmp_path.resolve(),)
+    locked, missing, work = policy.problems
+    assert locked.startswith("SIDE_LOCKED='maybe'") and "SIDE_LOCKED=1" in locked
+    assert "SIDE_ALLOWED_DIRS" in missing and "missing" in missing
+    assert work.startswith("SIDE_MAX_SESSION_WORK='lots'") and policy.limits.session_work == limits.DEFAULT_SESSION_WORK
+
+
+@pytest.fixture
+def disk(tmp_path) -> dict[str, Path]:
+    """An allowed folder with a model folder and an image folder, a secret folder beside it, and
+    symlinks from inside the allowed folder to the secret one and back inside."""
+    allowed, secret = tmp_path / "class", tmp_path / "secret"
+    (allowed / "model").mkdir(parents=True)
+    (allowed / "model" / "model_index.json").write_text("{}")
+    (allowed / "faces").mkdir()
+    (allowed / "faces" / "a.png").write_bytes(b"")
+    (allowed / "empty").mkdir()
+    secret.mkdir()
+    (secret / "b.png").write_bytes(b"")
+    (allowed / "escape").symlink_to(secret, target_is_directory=True)
+    (tmp_path / "inward").symlink_to(allowed / "faces", target_is_directory=True)
+    return {"allowed": allowed, "secret": secret, "root": tmp_path}
+
+
+def locked_visitor(disk, **environ) -> access.Access:
+    return decide(read_policy({"SIDE_ALLOWED_DIRS": str(disk["allowed"]), **environ}), "192.0.2.7")
+
+
+def test_a_locked_visitor_opens_bundled_models_and_allowed_folders_only(disk):
+    visitor = locked_visitor(disk)
+    assert visitor.allow("default", "model") == "default"
+    assert visitor.allow("faces40", "model") == "faces40"
+    assert visitor.allow(" default ", "data") == "default"
+    faces = disk["allowed"] / "faces"
+    assert visitor.allow(str(faces), "data") == str(faces.resolve())
+    # '..' and symlinks are resolved first: what is checked is what would be read
+    assert visitor.allow(str(disk["allowed"] / "empty" / ".." / "faces"), "data") == str(faces.resolve())
+    assert visitor.allow(str(disk["root"] / "inward"), "data") == str(faces.resolve())
+    for outside in [disk["secret"], disk["allowed"] / "escape", disk["allowed"] / ".." / "secret", Path("/etc")]:
+        with pytest.raises(SideError, match="not a training set this shared server offers") as err:
+            visitor.allow(str(outside), "data")
+        assert "SIDE_ALLOWED_DIRS" in str(err.value) and "SIDE_LOCKED=0" in str(err.value)
+        assert "you connect from 192.0.2.7" in str(err.value)
+
+
+def test_a_missing_path_reads_like_any_other_refusal(disk):
+    """A locked visitor cannot probe the disk: an existing and a missing folder outside are refused
+    with the same words."""
+    visitor = locked_visitor(disk)
+    messages = []
+    for path in (disk["secret"], disk["root"] / "no-such-folder"):
+        with pytest.raises(SideError) as err:
+            visitor.allow(str(path), "data")
+        messages.append(str(err.value).replace(str(path), "PATH"))
+    assert messages[0] == messages[1]
+
+
+def test_a_symlink_loop_is_refused(disk):
+    loop = disk["allowed"] / "loop"
+    loop.symlink_to(loop)
+    with pytest.raises(SideError, match="not a model"):
+        locked_visitor(disk).allow(str(loop), "model")
+
+
+def test_a_hub_id_is_refused_when_locked_and_passed_on_when_unlocked(disk):
+    with pytest.raises(SideError, match="'google/ddpm-cifar10-32' is a hub id") as err:
+        locked_visitor(disk).allow("google/ddpm-cifar10-32", "model")
+    assert "download it into a folder listed in SIDE_ALLOWED_DIRS" in str(err.value)
+    operator = decide(read_policy({}), "::1")
+    assert operator.allow("google/ddpm-cifar10-32", "model") == "google/ddpm-cifar10-32"
+    assert operator.allow(str(disk["secret"]), "data") == str(disk["secret"])  # as typed: the app as it was
+
+
+def test_what_the_operator_started_with_is_allowed(disk):
+    visitor = locked_visitor(disk, SIDE_MODEL="google/ddpm-cifar10-32", SIDE_DATA=str(disk["secret"]))
+    assert visitor.allow("google/ddpm-cifar10-32", "model") == "google/ddpm-cifar10-32"
+    assert visitor.allow(str(disk["secret"]), "data") == str(disk["secret"])
+    with pytest.raises(SideError):
+        visitor.allow(str(disk["secret"] / ".." / "secret"), "model")
+
+
+def test_the_pickers_offer_named_and_allowed_folders(disk):
+    visitor = locked_visitor(disk)
+    allowed = disk["allowed"].resolve()
+    assert visitor.choices("model") == ["default", "faces100-memorized", "faces40", str(allowed / "model")]
+    # the escape symlink leads to a folder of images, and is not offered
+    assert visitor.choices("data") == ["default", str(allowed / "faces")]
+
+
+def test_the_session_cap_names_its_variable():
+    cap = limits.Limits(session_work=1000, runs_gb=None)
+    limits.check_work(cap, 600, queued=400)
+    with pytest.raises(SideError, match="one session may queue at most 1,000") as err:
+        limits.check_work(cap, 600, queued=401)
+    assert "on top of the 401" in str(err.value) and "SIDE_MAX_SESSION_WORK=2000" in str(err.value)
+    limits.check_work(limits.Limits(session_work=None), 10**12)
+    assert limits.read_limits({"SIDE_MAX_SESSION_WORK": "0"})[0].session_work is None
+
+
+def test_the_run_store_cap_counts_the_bytes_under_the_runs_folder(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "stage").mkdir(parents=True)
+    (runs / "stage" / "a.npy").write_bytes(b"x" * 3000)
+    (runs / "b.json").write_bytes(b"y" * 1000)
+    (runs / "outside").symlink_to(tmp_path)  # not followed: counted as a link, not as what it points to
+    assert limits.folder_bytes(runs) == 4000
+    assert limits.folder_bytes(tmp_path / "missing") == 0
+    limits.check_run_store(limits.Limits(runs_gb=4000 / limits.GB), runs)
+    with pytest.raises(SideError, match="holds 0.00 GB, more than the 3.9e-06 GB") as err:
+        limits.check_run_store(limits.Limits(runs_gb=3900 / limits.GB), runs)
+    assert "SIDE_MAX_RUNS_GB" in str(err.value) and str(runs) in str(err.value)
