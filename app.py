@@ -30,40 +30,13 @@ page = st.navigation(
     ]
 )
 
-
-def shown(path) -> str:
-    """A path as a user reads it: relative to the project when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(state.PROJECT)) if path.is_relative_to(state.PROJECT) else str(path)
-
-
-with st.sidebar:  # what is open, the current configuration, and which of its stages are stored
-    config = state.config()
-    st.caption(f"Model: `{st.session_state[state.MODEL]}` · data: `{st.session_state[state.DATA]}`")
-    st.caption(
-        f"N_syn {config.n_syn} · feature {config.cluster.feature} · K {config.cluster.k} · "
-        f"{config.cluster.keep_rule} "
-        f"· classifier {config.classifier_train.steps} steps"
-    )
-    try:
-        run = resources.open_run()
-    except SideError:
-        st.caption("Model or data not loaded: see the Model and data page.")
-    else:
-        found = jobs.surrogate(config).stored(run)
-        status = {
-            "samples and clusters": found is not None,
-            "UMAP map": found is not None and jobs.umap_map(found, config).stored(run) is not None,
-            "SIDE classifier": jobs.surrogate(config, ("side",)).stored(run) is not None,
-            "Cond classifier": jobs.surrogate(config, ("cond",)).stored(run) is not None,
-        }
-        st.caption(
-            "  \n".join(
-                f"{':material/check_circle:' if ok else ':material/radio_button_unchecked:'} {name}"
-                for name, ok in status.items()
-            )
-        )
-    st.caption(f"Run store: `{shown(env.runs)}` (+ read-only `{shown(env.store)}`)")
+# The shared sidebar: what is open, the current configuration, and which of its stages are stored.
+config = state.CONFIG.get()
+try:
+    stored = jobs.stored_stages(resources.open_run(), config)
+except SideError:  # the Model and data page shows the message, with the form to fix it
+    stored = None
+views.sidebar(env, config, stored)
 
 for problem in env.problems:  # bad environment values: named, with the fix; the app runs on defaults
     st.error(problem, icon=":material/error:")

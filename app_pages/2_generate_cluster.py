@@ -13,11 +13,11 @@ st.markdown(
 )
 
 run = resources.require_run()
-config = state.config()
+config = state.CONFIG.get()
 with views.errors_shown():
     new = forms.surrogate(config)
     if new is not None and jobs.do(jobs.clusters_with_scores(new), run) is not None:
-        state.set_config(new)
+        state.CONFIG.set(new)
         st.rerun()  # draw the new stages, sidebar included
 
 found = jobs.clusters_with_scores(config).stored(run)
@@ -79,7 +79,7 @@ views.show_with_neighbours(run, [("sample", selected.images, captions)], selecte
 target = views.majority_class(clustering, ids)
 if target is not None:
     if st.button(f"Guide toward class {target}", type="primary", icon=":material/explore:"):
-        st.session_state[state.TARGET] = target
+        state.TARGET.set(target)
         st.switch_page(f"app_pages/{state.GUIDED_PAGE}")
 else:
     st.caption("These samples are all background: select members of a surrogate class to guide toward it.")

@@ -13,7 +13,7 @@ st.markdown(
 )
 
 run = resources.require_run()
-config = state.config()
+config = state.CONFIG.get()
 surrogate = jobs.surrogate(config).stored(run)
 if surrogate is None:
     st.info("There are no surrogate classes for the current settings yet: generate and cluster first.")
@@ -37,7 +37,7 @@ with views.errors_shown():
     if asked is not None:
         new, methods = asked
         if jobs.do(jobs.surrogate(new, methods), run) is not None:
-            state.set_config(new)
+            state.CONFIG.set(new)
             st.rerun()  # draw the new stages, sidebar included
 
 trained = {
@@ -51,7 +51,7 @@ if "side" not in trained:
 
 st.subheader("How well guidance toward each class extracts")
 ranked = resources.ranked_classes(run, surrogate)
-compared = state.compare_request()
+compared = state.COMPARE.get()
 report = jobs.compare(compared.config(config)).stored(run)
 if report is None:
     st.info(

@@ -12,7 +12,7 @@ st.caption(
 )
 
 run = resources.require_run()
-config = state.config()
+config = state.CONFIG.get()
 surrogate = jobs.surrogate(config, ("side",)).stored(run)
 if surrogate is None:
     st.info("Guidance needs surrogate classes and a trained SIDE classifier for the current settings.")
@@ -24,32 +24,30 @@ size = run.model.size
 t_max = run.model.scheduler.config.num_train_timesteps - 1
 ranked = resources.ranked_classes(run, surrogate)
 state.default_target([e.cls for e in ranked])
-last = st.session_state.get(state.GUIDED)
-samples = run.images(surrogate.synthetic)
+last = state.GUIDED.get()
+samples = resources.images(run, surrogate.synthetic)
 examples = resources.class_representatives(run, surrogate, per_class=4)
 
 controls, panel = st.columns([2, 3], gap="large")
 with controls:
-    st.session_state["target_choice"] = st.session_state[state.TARGET]
-    target = views.class_picker(
-        "Target class",
-        ranked,
-        "target_choice",
-        on_change=lambda: st.session_state.update({state.TARGET: st.session_state["target_choice"]}),
-    )
+    # bound to the session's target, which the cluster page's button and the buttons below set too;
+    # kept while the user is on other pages
+    target = views.class_picker("Target class", ranked, state.TARGET.name, persist_state="session")
     weakest = ranked[-1]
     left, right = st.columns([1, 2])
     left.image(views.mosaic(samples[examples[target]], n_cols=4, size=size, target_px=40), caption=f"class {target}")
     if target != weakest.cls:
         right.button(
             f"Try a weak class: class {weakest.cls} ({weakest.copy_rate:.0%})",
-            on_click=lambda: st.session_state.update({state.TARGET: weakest.cls}),
+            on_click=state.TARGET.set,
+            args=(weakest.cls,),
             help="Compare: guidance toward a class whose samples are rarely copies extracts little.",
         )
     else:
         right.button(
             f"Back to the best class: class {ranked[0].cls} ({ranked[0].copy_rate:.0%})",
-            on_click=lambda: st.session_state.update({state.TARGET: ranked[0].cls}),
+            on_click=state.TARGET.set,
+            args=(ranked[0].cls,),
         )
     request = None  # stays None when the form refuses a value
     with views.errors_shown():
@@ -58,7 +56,8 @@ with controls:
 with panel:
     result = jobs.do(jobs.guided(surrogate, request, size), run) if request is not None else None
     if result is not None:
-        st.session_state[state.GUIDED] = last = request
+        state.GUIDED.set(request)
+        last = request
     elif last is not None:
         result = jobs.guided(surrogate, last, size).stored(run)
     if result is None:

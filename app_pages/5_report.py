@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app_support import forms, jobs, resources, state, views
-from side_core.report import best_pairs, markdown_table, pair_image
+from side_core.report import markdown_table, pair_image
 
 st.title("Report")
 st.markdown(
@@ -13,7 +13,7 @@ st.markdown(
 )
 
 run = resources.require_run()
-config = state.config()
+config = state.CONFIG.get()
 if jobs.surrogate(config).stored(run) is None:
     st.info("The report needs surrogate classes for the current settings: generate and cluster first.")
     views.page_link(state.CLUSTER_PAGE, "Generate and cluster")
@@ -22,11 +22,11 @@ t_max = run.model.scheduler.config.num_train_timesteps - 1
 
 st.subheader("UnCond vs Cond vs SIDE")
 with views.errors_shown():
-    request = forms.compare(state.compare_request(), t_max)
+    request = forms.compare(state.COMPARE.get(), t_max)
     if request is not None and jobs.do(jobs.compare(request.config(config)), run) is not None:
-        st.session_state[state.COMPARE] = request
+        state.COMPARE.set(request)
         st.rerun()  # draw the new stages, sidebar included
-last = state.compare_request()
+last = state.COMPARE.get()
 compared = last.config(config)
 
 report = jobs.compare(compared).stored(run)
@@ -49,7 +49,7 @@ else:
         "Each image is a pair: a generated sample (left) and its nearest training image (right), distinct training "
         "images, best first."
     )
-    pairs = best_pairs(run, report)
+    pairs = resources.report_pairs(run, report)
     scale = views.scale_for(run.model.size, 96)
     for tab, method in zip(st.tabs(["SIDE", "Cond", "UnCond"]), ("side", "cond", "uncond"), strict=True):
         p = pairs[method]
@@ -71,11 +71,11 @@ else:
 
 st.subheader("Guidance-scale sweep")
 with views.errors_shown():
-    scales = forms.sweep(st.session_state[state.SWEEP])
+    scales = forms.sweep(state.SWEEP.get())
     if scales is not None and jobs.do(jobs.sweep(compared, scales), run) is not None:
-        st.session_state[state.SWEEP] = scales
+        state.SWEEP.set(scales)
         st.rerun()
-points = jobs.sweep(compared, st.session_state[state.SWEEP]).stored(run)
+points = jobs.sweep(compared, state.SWEEP.get()).stored(run)
 if points is None:
     st.info("Press **Sweep** to run SIDE at each scale.")
     st.stop()

@@ -49,7 +49,7 @@ def open_model() -> tuple[str, str, int | None] | None:
         left, middle, right = st.columns([3, 3, 1])
         model_spec = left.text_input(
             "Model",
-            value=st.session_state[state.MODEL],
+            value=state.MODEL.get(),
             help="'default' (bundled, 100 LFW faces), 'faces100-memorized' (the same faces, memorized), 'faces40' "
             "(40 faces), a local diffusers folder "
             "(DDPMPipeline.save_pretrained or a UNet2DModel folder), or a hub id such as google/ddpm-cifar10-32 "
@@ -58,14 +58,14 @@ def open_model() -> tuple[str, str, int | None] | None:
         )
         data_spec = middle.text_input(
             "Training set",
-            value=st.session_state[state.DATA],
+            value=state.DATA.get(),
             help="'default' (the bundled LFW faces) or a folder of images; they are converted to the model's "
             "channels and size.",
             key="open_data",
         )
         n_data = right.number_input(
             "First N images",
-            value=st.session_state[state.N_DATA] or 0,
+            value=state.N_DATA.get() or 0,
             step=1,
             help="Keep only the first N training images (0: all). The faces40 model was trained on the first 40.",
             key="open_n_data",

@@ -1,5 +1,6 @@
 """Heavy work: started only from buttons, run one job at a time per server (queued in order, each
-waiting tab told its place and an estimate), with progress fed by the engine's callbacks.
+waiting tab told its place and an estimate), with progress (``views.Progress``, ``views.LiveGrid``)
+fed by the engine's callbacks.
 
 A :class:`Work` is one piece of work written once: ``work.stored(run)`` answers "is all of it
 stored?" through the engine's :meth:`Run.stored` without computing anything, and ``do(work, run)``
@@ -18,79 +19,14 @@ from typing import Generic, TypeVar
 import streamlit as st
 import torch
 
-from app_support import state
-from app_support.views import errors_shown, mosaic
+from app_support import resources, state
+from app_support.views import LiveGrid, Progress, errors_shown
 from side_core.config import ExtractionConfig
 from side_core.pipeline import METHODS, Run, Surrogate, build_surrogate, extract, guidance_sweep
-from side_core.report import Report, Scored, SweepPoint, scored
-from side_core.sampling import SampleProgress
+from side_core.report import Report, Scored, SweepPoint
+from side_core.store import Stage
 
 T = TypeVar("T")
-
-
-# -- progress ---------------------------------------------------------------------------------------
-
-
-class Progress:
-    """A progress bar fed by the engine's callbacks (``say``, sample and classifier progress). It is
-    drawn on the first callback, so work that is already stored leaves no empty bar behind."""
-
-    def __init__(self, text: str = "Starting..."):
-        self.text = text
-        self.part = ""  # e.g. "scale 2 of 5: " while a job runs several generations
-        self.slot = st.empty()
-
-    def _show(self, done: float, text: str) -> None:
-        self.slot.progress(min(max(done, 0.0), 1.0), text=self.part + text)
-
-    def say(self, message: str) -> None:
-        self.text = message[:1].upper() + message[1:]
-        self._show(0.0, self.text)
-
-    def sample(self, p: SampleProgress) -> None:
-        done = (p.batch * p.n_steps + p.step) / (p.n_batches * p.n_steps)
-        self._show(done, f"{self.text}: batch {p.batch + 1}/{p.n_batches}, step {p.step}/{p.n_steps}")
-
-    def classifier(self, step: int, total: int, loss: float) -> None:
-        if step % max(1, total // 100) == 0 or step == total:
-            self._show(step / total, f"{self.text}: step {step}/{total}, loss {loss:.3f}")
-
-    def hooks(self) -> dict:
-        """The engine's progress callbacks, all to this bar."""
-        return {"say": self.say, "sample_progress": self.sample, "classifier_progress": self.classifier}
-
-    def clear(self) -> None:
-        self.slot.empty()
-
-
-class LiveGrid:
-    """Generations side by side, each showing its batch's predicted x0 every few denoising steps so
-    that faces visibly form. A column is drawn on its first callback (a stored twin stays empty)."""
-
-    def __init__(self, titles: tuple[str, ...], size: int, n_cols: int = 4, updates: int = 10):
-        self.titles, self.size, self.n_cols, self.updates = titles, size, n_cols, updates
-        self.columns = [(column.empty(), column.empty()) for column in st.columns(len(titles))]
-
-    def feed(self, i: int) -> Callable[[SampleProgress], None]:
-        image, bar = self.columns[i]
-        title = self.titles[i]
-
-        def show(p: SampleProgress) -> None:
-            every = max(1, p.n_steps // self.updates)
-            if p.step % every == 0 or p.step in (1, p.n_steps):
-                image.image(
-                    mosaic(p.x0_pred, min(self.n_cols, len(p.x0_pred)), self.size),
-                    caption=f"{title}: predicted x0 after step {p.step}/{p.n_steps} (t = {p.t})",
-                )
-            done = (p.batch * p.n_steps + p.step) / (p.n_batches * p.n_steps)
-            bar.progress(min(done, 1.0), text=f"{title}: batch {p.batch + 1}/{p.n_batches}, step {p.step}/{p.n_steps}")
-
-        return show
-
-    def clear(self) -> None:
-        for image, bar in self.columns:
-            image.empty()
-            bar.empty()
 
 
 # -- the queue --------------------------------------------------------------------------------------
@@ -226,6 +162,11 @@ def _hooks(ui: Progress | None) -> dict:
     return ui.hooks() if ui is not None else {}
 
 
+def _scored(run: Run, generation: Stage) -> Scored:
+    """A generation's samples (read once per server: resources.images) with their nearest training images."""
+    return Scored(resources.images(run, generation), *run.neighbours(run.score(generation)), run.bands())
+
+
 def surrogate(config: ExtractionConfig, methods: tuple[str, ...] = ()) -> Work[Surrogate]:
     """SIDE steps 1-5: N_syn plain samples, features, clusters, and the given classifiers."""
     if methods:
@@ -248,7 +189,7 @@ def clusters_with_scores(config: ExtractionConfig) -> Work[tuple[Surrogate, Scor
         if ui is not None:
             ui.say("PCA map and nearest training images")
         run.map2d(found.features, "pca", config.seed)
-        return found, scored(run, found.synthetic, run.score(found.synthetic))
+        return found, _scored(run, found.synthetic)
 
     return Work(base.title, base.units, make)
 
@@ -278,7 +219,7 @@ def guided(found: Surrogate, request: state.GuidedRequest, size: int) -> Work[Gu
         g = run.generate(request.n, request.seed, request.sample, target, steps, feed(0))
         p = run.generate(request.n, request.seed, request.sample, None, steps, feed(1))
         return GuidedResult(
-            scored(run, g, run.score(g)), scored(run, p, run.score(p)), run.frames(g), run.frames(p), g.path.name
+            _scored(run, g), _scored(run, p), resources.frames(run, g), resources.frames(run, p), g.path.name
         )
 
     units = 2 * request.n * request.sample.num_steps
@@ -289,23 +230,29 @@ def compare(config: ExtractionConfig) -> Work[Report]:
     """UnCond vs Cond vs SIDE at N_G (trains the missing classifiers first)."""
 
     def make(run: Run, ui: Progress | None) -> Report:
-        return Report.from_json(extract(run, config, METHODS, **_hooks(ui)))
+        return extract(run, config, METHODS, **_hooks(ui))
 
     return Work("Compare the three methods", 3 * config.n_samples * config.sample.num_steps, make)
 
 
 def sweep(config: ExtractionConfig, scales: tuple[float, ...]) -> Work[list[SweepPoint]]:
-    """SIDE at each guidance scale, same N_G and seeds; progress per batch of each scale."""
+    """SIDE at each guidance scale, same N_G and seeds; the progress bar names the scale being made."""
 
     def make(run: Run, ui: Progress | None) -> list[SweepPoint]:
-        build_surrogate(run, config, ("side",), **_hooks(ui))  # the classifier, with its progress
-        points = []
-        for i, scale in enumerate(scales):
-            if ui is not None:
-                ui.part = f"λ = {scale:g} ({i + 1} of {len(scales)}) · "
-            hooks = {"say": ui.say, "sample_progress": ui.sample} if ui is not None else {}
-            rows = guidance_sweep(run, config, (scale,), **hooks)
-            points += [SweepPoint.from_json(row) for row in rows]
-        return points
+        build_surrogate(run, config, ("side",), **_hooks(ui))  # the classifier first, with its training progress
+        # the engine says which scale it generates, and that prefixes each batch's progress line
+        hooks = {"say": ui.say, "sample_progress": ui.sample} if ui is not None else {}
+        return guidance_sweep(run, config, scales, **hooks)
 
     return Work("Guidance-scale sweep", len(scales) * config.n_samples * config.sample.num_steps, make)
+
+
+def stored_stages(run: Run, config: ExtractionConfig) -> dict[str, bool]:
+    """Which of the configuration's stages are stored, by name (for the sidebar)."""
+    found = surrogate(config).stored(run)
+    return {
+        "samples and clusters": found is not None,
+        "UMAP map": found is not None and umap_map(found, config).stored(run) is not None,
+        "SIDE classifier": surrogate(config, ("side",)).stored(run) is not None,
+        "Cond classifier": surrogate(config, ("cond",)).stored(run) is not None,
+    }

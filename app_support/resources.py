@@ -1,10 +1,9 @@
 """Resources shared by every session of the server: the model and training set (``st.cache_resource``,
-never mutated), torch's threads, the open run, and small cached look-ups keyed by stage folders (a
-finished stage never changes)."""
+never mutated), torch's threads, the open run, and cached reads keyed by stage folders (a finished
+stage never changes), so that a rerun (a slider scrub, a click on the map) reads no shard."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from side_core.data import TrainingSet, load_training_set
 from side_core.errors import SideError
 from side_core.models import LoadedModel, load_model
 from side_core.pipeline import Run, Surrogate
-from side_core.report import Report, best_pairs, pairs_zip, report_csv, report_json
+from side_core.report import Pairs, Report, best_pairs, pairs_zip, report_csv, report_json
+from side_core.store import Stage
 
 
 @st.cache_resource
@@ -44,8 +44,8 @@ def cached_training_set(spec: str, channels: int, size: int, n_images: int | Non
 
 def open_run() -> Run:
     """The run for this session's model and training set; raises SideError on bad input."""
-    env, session = state.read_env(), st.session_state
-    return _cached_run(session[state.MODEL], session[state.DATA], session[state.N_DATA], env.runs, env.store)
+    env = state.read_env()
+    return _cached_run(state.MODEL.get(), state.DATA.get(), state.N_DATA.get(), env.runs, env.store)
 
 
 @st.cache_resource(show_spinner=False)
@@ -93,17 +93,49 @@ def open_specs(model_spec: str, data_spec: str, n_data: int | None) -> None:
     """Load a model and training set (raising SideError on bad input) and make them this session's."""
     model = cached_model(model_spec)
     cached_training_set(data_spec, model.channels, model.size, n_data)
-    st.session_state[state.MODEL] = model_spec
-    st.session_state[state.DATA] = data_spec
-    st.session_state[state.N_DATA] = n_data
+    state.MODEL.set(model_spec)
+    state.DATA.set(data_spec)
+    state.N_DATA.set(n_data)
+
+
+def images(run: Run, generation: Stage) -> torch.Tensor:
+    """(N, C, H, W) float32 in [-1, 1]: a finished generation's samples, read from its shards once per
+    server (never mutate the tensor: every session shares it)."""
+    return _images(run, generation, generation.path)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _images(_run: Run, _generation: Stage, path: Path) -> torch.Tensor:
+    return _run.images(_generation)
+
+
+def frames(run: Run, generation: Stage) -> dict[int, torch.Tensor]:
+    """timestep -> (N, C, H, W) predicted x0: a finished generation's captured steps, read once per
+    server (shared: never mutate them)."""
+    return _frames(run, generation, generation.path)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _frames(_run: Run, _generation: Stage, path: Path) -> dict[int, torch.Tensor]:
+    return _run.frames(_generation)
+
+
+def report_pairs(run: Run, report: Report, n: int = 8) -> dict[str, Pairs]:
+    """Each method's ``n`` best distinct extractions, read from the stored generations once per report."""
+    return _report_pairs(run, report, report_json(report), n)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _report_pairs(_run: Run, _report: Report, text: str, n: int) -> dict[str, Pairs]:
+    return best_pairs(_run, _report, n)
 
 
 def report_files(run: Run, report: Report) -> tuple[str, str, bytes]:
-    """(report JSON, table CSV, ZIP of best-extraction pairs as PNGs), cached by the report's JSON."""
-    return _report_files(run, report_json(report))
+    """(report JSON, table CSV, ZIP of best-extraction pairs as PNGs), made once per report."""
+    text = report_json(report)
+    return text, *_report_downloads(run, report, text)
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the downloads...")
-def _report_files(_run: Run, text: str) -> tuple[str, str, bytes]:
-    report = Report.from_json(json.loads(text))
-    return text, report_csv(report), pairs_zip(best_pairs(_run, report, n=16))
+def _report_downloads(_run: Run, _report: Report, text: str) -> tuple[str, bytes]:
+    return report_csv(_report), pairs_zip(report_pairs(_run, _report, n=16))

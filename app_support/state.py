@@ -1,5 +1,6 @@
-"""What lives in the session: specs, the current configuration, the last requests and ids (artefacts
-live in the run store). Also the page files, and the environment the server was started with.
+"""What lives in the session, and its one owner: each piece (specs, the current configuration, the last
+requests, the target class) is a :class:`Key` registered here, read and written only through it
+(artefacts live in the run store). Also the page files, and the environment the server was started with.
 
 Environment (all optional; the defaults open the bundled model and the precomputed run):
     SIDE_MODEL   model to open with: 'default', 'faces40', a diffusers folder, or a hub id
@@ -13,15 +14,17 @@ Environment (all optional; the defaults open the bundled model and the precomput
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import streamlit as st
 
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.pipeline import BUNDLED_STORE, SWEEP_SCALES
 
+T = TypeVar("T")
 PROJECT = Path(__file__).resolve().parents[1]
 # The configuration `python -m side_core prepare` uses: the same stage keys, so an instant first screen.
 DEFAULT = ExtractionConfig()
@@ -32,16 +35,6 @@ CLUSTER_PAGE = "2_generate_cluster.py"
 CLASSIFIER_PAGE = "3_classifier.py"
 GUIDED_PAGE = "4_guided_extraction.py"
 REPORT_PAGE = "5_report.py"
-
-# -- session-state keys
-MODEL = "model_spec"  # str: what load_model opens
-DATA = "data_spec"  # str: what load_training_set opens
-N_DATA = "n_data"  # int | None: keep the first N training images
-CONFIG = "extraction_config"  # ExtractionConfig: N_syn, clustering and classifier behind the classes
-TARGET = "target_class"  # int | None: the class the guided page aims at (None: the most promising)
-GUIDED = "guided_request"  # GuidedRequest: the last guided generation shown
-COMPARE = "compare_request"  # CompareRequest: the comparison (and sweep) settings shown
-SWEEP = "sweep_scales"  # tuple[float, ...]: the guidance scales of the sweep shown
 
 
 @dataclass(frozen=True)
@@ -90,31 +83,6 @@ def read_env(environ: Mapping[str, str] = os.environ) -> Env:
     )
 
 
-def init_state(env: Env) -> None:
-    """Fill this browser session's defaults from the environment (once per session)."""
-    st.session_state.setdefault(MODEL, env.model)
-    st.session_state.setdefault(DATA, env.data)
-    st.session_state.setdefault(N_DATA, env.n_data)
-    st.session_state.setdefault(CONFIG, DEFAULT)
-    st.session_state.setdefault(TARGET, None)
-    st.session_state.setdefault(SWEEP, SWEEP_SCALES)
-
-
-def default_target(ranked: list[int]) -> None:
-    """Aim at the first of the ranked classes unless this session aims at one of them already."""
-    if st.session_state[TARGET] not in ranked:
-        st.session_state[TARGET] = ranked[0]
-
-
-def config() -> ExtractionConfig:
-    """The configuration behind the surrogate classes shown (N_syn, clustering, classifier)."""
-    return st.session_state[CONFIG]
-
-
-def set_config(new: ExtractionConfig) -> None:
-    st.session_state[CONFIG] = new
-
-
 @dataclass(frozen=True)
 class GuidedRequest:
     """One guided generation of the guided page, and its unguided twin from the same seeds."""
@@ -142,5 +110,47 @@ class CompareRequest:
         return replace(base, n_samples=self.n_samples, sample=sample)
 
 
-def compare_request() -> CompareRequest:
-    return st.session_state.get(COMPARE) or CompareRequest()
+# -- this session's state: each piece under one key, read and written only through its Key ----------
+
+
+@dataclass(frozen=True)
+class Key(Generic[T]):
+    """One piece of this session's state: the one name it has in ``st.session_state`` and its value in
+    a new session. Pages read it with ``KEY.get()`` and write it with ``KEY.set(value)``; a widget that
+    edits it is bound with ``key=KEY.name``, so no copy of it can drift."""
+
+    name: str
+    initial: Callable[[Env], T]
+
+    def get(self) -> T:
+        return st.session_state[self.name]
+
+    def set(self, value: T) -> None:
+        st.session_state[self.name] = value
+
+
+MODEL: Key[str] = Key("model_spec", lambda env: env.model)  # what load_model opens
+DATA: Key[str] = Key("data_spec", lambda env: env.data)  # what load_training_set opens
+N_DATA: Key[int | None] = Key("n_data", lambda env: env.n_data)  # keep the first N training images
+# N_syn, clustering and classifier behind the surrogate classes shown
+CONFIG: Key[ExtractionConfig] = Key("extraction_config", lambda env: DEFAULT)
+# The class the guided page aims at; None until that page picks the most promising one. Bound to the
+# guided page's class picker, and set by the buttons that choose a class for it.
+TARGET: Key[int | None] = Key("target_class", lambda env: None)
+GUIDED: Key[GuidedRequest | None] = Key("guided_request", lambda env: None)  # the last guided generation shown
+COMPARE: Key[CompareRequest] = Key("compare_request", lambda env: CompareRequest())  # comparison and sweep settings
+SWEEP: Key[tuple[float, ...]] = Key("sweep_scales", lambda env: SWEEP_SCALES)  # the guidance scales of the sweep
+KEYS = (MODEL, DATA, N_DATA, CONFIG, TARGET, GUIDED, COMPARE, SWEEP)
+
+
+def init_state(env: Env) -> None:
+    """Fill this browser session's defaults from the environment (once per session)."""
+    for key in KEYS:
+        if key.name not in st.session_state:
+            key.set(key.initial(env))
+
+
+def default_target(ranked: list[int]) -> None:
+    """Aim at the first of the ranked classes unless this session aims at one of them already."""
+    if TARGET.get() not in ranked:
+        TARGET.set(ranked[0])

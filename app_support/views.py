@@ -1,22 +1,26 @@
-"""What the pages draw: errors, image grids, figures, captions. Pure presentation of engine results:
-every number shown here was computed by ``side_core``."""
+"""What the pages draw: errors, progress, image grids, figures, captions, the sidebar. Pure
+presentation of engine results: every number shown here was computed by ``side_core``."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from app_support import state
 from side_core.cluster import ClassEvidence, Clustering, band_counts
+from side_core.config import ExtractionConfig
 from side_core.errors import SideError
 from side_core.images import grid, to_uint8, upscale_nearest
 from side_core.metrics import BAND_NAMES, Bands
 from side_core.pipeline import Run
 from side_core.report import ClassCopies, Report, Scored, SweepPoint
+from side_core.sampling import SampleProgress
 
 # -- errors ---------------------------------------------------------------------------------------
 
@@ -31,6 +35,71 @@ def errors_shown(stop: bool = False) -> Iterator[None]:
         st.error(str(err), icon=":material/error:")
         if stop:
             st.stop()
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress bar fed by the engine's callbacks (``say``, sample and classifier progress). It is
+    drawn on the first callback, so work that is already stored leaves no empty bar behind."""
+
+    def __init__(self, text: str = "Starting..."):
+        self.text = text
+        self.slot = st.empty()
+
+    def _show(self, done: float, text: str) -> None:
+        self.slot.progress(min(max(done, 0.0), 1.0), text=text)
+
+    def say(self, message: str) -> None:
+        """The engine's step (e.g. "scale 2: generating 64 samples"): it prefixes every later line."""
+        self.text = message[:1].upper() + message[1:]
+        self._show(0.0, self.text)
+
+    def sample(self, p: SampleProgress) -> None:
+        done = (p.batch * p.n_steps + p.step) / (p.n_batches * p.n_steps)
+        self._show(done, f"{self.text}: batch {p.batch + 1}/{p.n_batches}, step {p.step}/{p.n_steps}")
+
+    def classifier(self, step: int, total: int, loss: float) -> None:
+        if step % max(1, total // 100) == 0 or step == total:
+            self._show(step / total, f"{self.text}: step {step}/{total}, loss {loss:.3f}")
+
+    def hooks(self) -> dict:
+        """The engine's progress callbacks, all to this bar."""
+        return {"say": self.say, "sample_progress": self.sample, "classifier_progress": self.classifier}
+
+    def clear(self) -> None:
+        self.slot.empty()
+
+
+class LiveGrid:
+    """Generations side by side, each showing its batch's predicted x0 every few denoising steps so
+    that faces visibly form. A column is drawn on its first callback (a stored twin stays empty)."""
+
+    def __init__(self, titles: tuple[str, ...], size: int, n_cols: int = 4, updates: int = 10):
+        self.titles, self.size, self.n_cols, self.updates = titles, size, n_cols, updates
+        self.columns = [(column.empty(), column.empty()) for column in st.columns(len(titles))]
+
+    def feed(self, i: int) -> Callable[[SampleProgress], None]:
+        image, bar = self.columns[i]
+        title = self.titles[i]
+
+        def show(p: SampleProgress) -> None:
+            every = max(1, p.n_steps // self.updates)
+            if p.step % every == 0 or p.step in (1, p.n_steps):
+                image.image(
+                    mosaic(p.x0_pred, min(self.n_cols, len(p.x0_pred)), self.size),
+                    caption=f"{title}: predicted x0 after step {p.step}/{p.n_steps} (t = {p.t})",
+                )
+            done = (p.batch * p.n_steps + p.step) / (p.n_batches * p.n_steps)
+            bar.progress(min(done, 1.0), text=f"{title}: batch {p.batch + 1}/{p.n_batches}, step {p.step}/{p.n_steps}")
+
+        return show
+
+    def clear(self) -> None:
+        for image, bar in self.columns:
+            image.empty()
+            bar.empty()
 
 
 # -- images ---------------------------------------------------------------------------------------
@@ -371,3 +440,34 @@ def loss_figure(summaries: dict[str, dict], names: dict[str, str]) -> go.Figure:
         figure.add_trace(go.Scatter(x=[s for s, _ in history], y=[loss for _, loss in history], name=names[method]))
     figure.update_layout(xaxis_title="step", yaxis_title="cross-entropy (smoothed)", height=300, margin={"t": 20})
     return figure
+
+
+# -- the sidebar ----------------------------------------------------------------------------------
+
+
+def shown_path(path: Path) -> str:
+    """A path as a user reads it: relative to the project when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(state.PROJECT)) if path.is_relative_to(state.PROJECT) else str(path)
+
+
+def sidebar(env: state.Env, config: ExtractionConfig, stored: dict[str, bool] | None) -> None:
+    """What is open, the current configuration, and which of its stages are ``stored`` (None: the
+    model or data did not load)."""
+    with st.sidebar:
+        st.caption(f"Model: `{state.MODEL.get()}` · data: `{state.DATA.get()}`")
+        st.caption(
+            f"N_syn {config.n_syn} · feature {config.cluster.feature} · K {config.cluster.k} · "
+            f"{config.cluster.keep_rule} "
+            f"· classifier {config.classifier_train.steps} steps"
+        )
+        if stored is None:
+            st.caption("Model or data not loaded: see the Model and data page.")
+        else:
+            st.caption(
+                "  \n".join(
+                    f"{':material/check_circle:' if ok else ':material/radio_button_unchecked:'} {name}"
+                    for name, ok in stored.items()
+                )
+            )
+        st.caption(f"Run store: `{shown_path(env.runs)}` (+ read-only `{shown_path(env.store)}`)")

@@ -48,7 +48,7 @@ def open_app(app_env):
 
     def make(page: str | None = None, config: ExtractionConfig = TINY) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-        at.session_state[state.CONFIG] = config
+        at.session_state[state.CONFIG.name] = config
         at.run()
         assert not at.exception
         if page is not None:

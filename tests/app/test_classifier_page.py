@@ -28,7 +28,7 @@ def test_train_from_the_button(open_app, app_env):
     button(at, "Train").click().run()
     assert not at.exception
     assert not at.error
-    assert at.session_state[state.CONFIG].classifier_train.steps == 12
+    assert at.session_state[state.CONFIG.name].classifier_train.steps == 12
     assert len(at.get("plotly_chart")) == 3
     assert len(list(app_env.glob("classifier-*"))) == 1  # only SIDE's: the Cond box was unticked
 

@@ -21,7 +21,7 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
     button(at, "Generate and cluster").click().run()
     assert not at.exception
     assert not at.error
-    assert at.session_state[state.CONFIG].n_syn == 24
+    assert at.session_state[state.CONFIG.name].n_syn == 24
     assert metrics(at)["Samples"] == "24"
     assert len(at.get("plotly_chart")) == 1  # the PCA map (no UMAP stored)
     assert any(b.label == "Compute UMAP map" for b in at.button)
@@ -35,7 +35,7 @@ def test_out_of_range_input_is_refused_with_a_message(open_app):
     at = open_app(CLUSTER_PAGE)
     submit(at, "Generate and cluster", k=40)  # K > N_syn = 32
     assert "Clusters K = 40 is out of range: use 2 to 31" in at.error[0].value
-    assert at.session_state[state.CONFIG].cluster.k == 3  # the last good settings stay
+    assert at.session_state[state.CONFIG.name].cluster.k == 3  # the last good settings stay
     assert len(at.get("plotly_chart")) == 1
 
     submit(at, "Generate and cluster", k=3, n_syn=100_000)
@@ -51,7 +51,7 @@ def test_inspect_a_class_and_guide_toward_it(open_app):
     assert all("class 2" in c for c in captions_of_images(at) if c.startswith("sample #"))
     button(at, "Guide toward class 2").click().run()
     assert not at.exception
-    assert at.session_state[state.TARGET] == 2
+    assert at.session_state[state.TARGET.name] == 2
     assert at.title[0].value == "Guided extraction"
 
 

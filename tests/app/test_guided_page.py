@@ -5,7 +5,7 @@ without recomputing, and refuses out-of-range input with a message."""
 from dataclasses import replace
 
 from app_support import state
-from app_support.state import GUIDED_PAGE
+from app_support.state import GUIDED_PAGE, MODEL_PAGE
 
 from .helpers import TINY, button, captions_of_images, metrics, submit
 
@@ -14,16 +14,16 @@ def test_opens_on_the_most_promising_class_and_generates(open_app, app_env):
     at = open_app(GUIDED_PAGE)
     assert not at.exception
     assert "Press **Generate**" in at.info[0].value
-    ranked = [int(o.split(" ")[1]) for o in at.selectbox(key="target_choice").options]
+    ranked = [int(o.split(" ")[1]) for o in at.selectbox(key=state.TARGET.name).options]
     assert sorted(ranked) == [0, 1, 2]
-    assert at.selectbox(key="target_choice").value == ranked[0]  # the first of the engine's ranking
-    assert at.session_state[state.TARGET] == ranked[0]
+    assert at.selectbox(key=state.TARGET.name).value == ranked[0]  # the first of the engine's ranking
+    assert at.session_state[state.TARGET.name] == ranked[0]
 
-    at.selectbox(key="target_choice").select(1).run()
+    at.selectbox(key=state.TARGET.name).select(1).run()
     at.slider(key="scale").set_value(4.0)
     submit(at, "Generate", num_steps=10, n=4)
     assert not at.error
-    assert at.session_state[state.GUIDED].cls == 1
+    assert at.session_state[state.GUIDED.name].cls == 1
     assert metrics(at)["Copies, guided"].endswith("/ 4")
     captions = captions_of_images(at)
     # every sample, guided or not, carries its nearest similarity and band
@@ -44,21 +44,35 @@ def test_opens_on_the_most_promising_class_and_generates(open_app, app_env):
 
 def test_weak_class_button_and_reopening_reuse_the_store(open_app, app_env):
     at = open_app(GUIDED_PAGE)
-    weak = int(at.selectbox(key="target_choice").options[-1].split(" ")[1])
+    weak = int(at.selectbox(key=state.TARGET.name).options[-1].split(" ")[1])
     button(at, next(b.label for b in at.button if b.label.startswith("Try a weak class"))).click().run()
-    assert at.selectbox(key="target_choice").value == weak
+    assert at.selectbox(key=state.TARGET.name).value == weak
     at.slider(key="window").set_value((0, 50))  # guide only in the second half of sampling
     submit(at, "Generate", num_steps=5, n=2)
-    assert at.session_state[state.GUIDED].sample.guidance_window == (0, 50)
-    assert at.session_state[state.GUIDED].cls == weak
+    assert at.session_state[state.GUIDED.name].sample.guidance_window == (0, 50)
+    assert at.session_state[state.GUIDED.name].cls == weak
     n_stages = len(list(app_env.iterdir()))
 
     again = open_app(GUIDED_PAGE)  # a second tab: its own session, the same store
-    again.session_state[state.GUIDED] = at.session_state[state.GUIDED]
+    again.session_state[state.GUIDED.name] = at.session_state[state.GUIDED.name]
     again.run()
     assert not again.exception
     assert sum(c.startswith("guided #") for c in captions_of_images(again)) == 2
     assert len(list(app_env.iterdir())) == n_stages
+
+
+def test_the_chosen_class_stays_while_other_pages_are_open(open_app):
+    """The picker is bound to the session's target: leaving the page and coming back keeps the choice."""
+    at = open_app(GUIDED_PAGE)
+    options = at.selectbox(key=state.TARGET.name).options
+    weak = int(options[-1].split(" ")[1])  # the last of the ranking: never the default
+    at.selectbox(key=state.TARGET.name).select(weak).run()
+    at.switch_page(f"app_pages/{MODEL_PAGE}").run()
+    assert not at.exception
+    at.switch_page(f"app_pages/{GUIDED_PAGE}").run()
+    assert not at.exception
+    assert at.selectbox(key=state.TARGET.name).value == weak
+    assert at.session_state[state.TARGET.name] == weak
 
 
 def test_out_of_range_and_few_steps(open_app):
@@ -82,5 +96,5 @@ def test_a_second_generation_uses_the_new_settings(open_app):
     at = open_app(GUIDED_PAGE)
     submit(at, "Generate", num_steps=5, n=2)
     submit(at, "Generate", seed=7)
-    assert at.session_state[state.GUIDED].seed == 7
-    assert at.session_state[state.GUIDED].n == 2
+    assert at.session_state[state.GUIDED.name].seed == 7
+    assert at.session_state[state.GUIDED.name].n == 2

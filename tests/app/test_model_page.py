@@ -1,6 +1,8 @@
 """Page 1, model and data: facts, training images, the train-vs-train histogram, and bad input
 (form fields and environment variables) shown as messages while the app keeps running."""
 
+from app_support import state
+
 from .helpers import button, metrics
 
 
@@ -23,13 +25,13 @@ def test_bad_model_or_data_shows_the_engine_message_and_keeps_the_last_good_one(
     assert "is not a bundled model" in at.error[0].value
     assert metrics(at)["Image size"] == "1 x 8 x 8"  # still the tiny model
 
-    at.text_input[0].set_value(at.session_state["model_spec"])
+    at.text_input[0].set_value(at.session_state[state.MODEL.name])
     at.text_input[1].set_value(str(tmp_path / "no-such-folder"))
     button(at, "Open").click().run()
     assert not at.exception
     assert "does not exist" in at.error[0].value
 
-    at.text_input[1].set_value(at.session_state["data_spec"])
+    at.text_input[1].set_value(at.session_state[state.DATA.name])
     at.number_input[0].set_value(-3)
     button(at, "Open").click().run()
     assert not at.exception

@@ -5,13 +5,15 @@ import io
 import json
 import zipfile
 
-from app_support import jobs, resources, state
+from streamlit.testing.v1 import AppTest
+
+from app_support import jobs, resources
 from app_support.state import REPORT_PAGE, CompareRequest
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import METHODS, Run
 
-from .helpers import TINY, button, submit
+from .helpers import APP, TIMEOUT, TINY, button, submit
 
 
 def test_compare_sweep_and_downloads(open_app):
@@ -68,4 +70,21 @@ def test_download_contents(tiny_model_dir, tiny_data_dir, tiny_store, tmp_path):
     names = zipfile.ZipFile(io.BytesIO(pairs)).namelist()
     assert {n.split("/")[0] for n in names} == set(METHODS)
     assert all(n.endswith(".png") for n in names)
-    assert state.DEFAULT.n_samples == CompareRequest().n_samples
+
+
+def test_opens_on_the_comparison_and_sweep_prepare_stored(monkeypatch, tmp_path):
+    """On the bundled model the first screen is the comparison and sweep that `prepare` stored in
+    assets/store, not a button: the page's default request must be the one prepare ran."""
+    monkeypatch.setenv("SIDE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SIDE_THREADS", "1")
+    for name in ("SIDE_MODEL", "SIDE_DATA", "SIDE_STORE", "SIDE_N_DATA"):
+        monkeypatch.delenv(name, raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    at.switch_page(f"app_pages/{REPORT_PAGE}").run()
+    assert not at.exception
+    assert not at.info, [i.value for i in at.info]  # neither "press **Compare**" nor "press **Sweep**"
+    table = next(m.value for m in at.markdown if m.value.startswith("| method"))
+    assert all(f"| {method} | {CompareRequest().n_samples} |" in table for method in METHODS)
+    assert any(c.value.startswith("SIDE at each λ") for c in at.caption)
+    assert not (tmp_path / "runs").exists()  # all of it read from the store, nothing computed
