@@ -30,7 +30,7 @@ from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ALLOCATIONS, ExtractionConfig
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
 from side_core.pipeline import METHODS, Run, extract, guidance_sweep
-from side_core.report import markdown_table, ratio, ratios
+from side_core.report import Report, markdown_table, ratio
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("extraction")
@@ -67,23 +67,23 @@ def mean(values: list[float]) -> float:
     return round(sum(values) / len(values), 2)
 
 
-def over_seeds(run: Run, config: ExtractionConfig, seeds: list[int], methods: tuple[str, ...]) -> list[dict]:
+def over_seeds(run: Run, config: ExtractionConfig, seeds: list[int], methods: tuple[str, ...]) -> list[Report]:
     """The engine's report at each generation seed; the surrogate (N_syn pool, clusters,
     classifiers) is built once, from config.surrogate_seed, and shared by every seed."""
     return [extract(run, dataclasses.replace(config, seed=seed), methods) for seed in seeds]
 
 
-def summary_over_seeds(run: Run, reports: list[dict], method: str) -> dict:
+def summary_over_seeds(run: Run, reports: list[Report], method: str) -> dict:
     """One method over the seeds: the per-seed AMS high, distinct and curve, and their means."""
     rows = []
     for report in reports:
-        row = report["methods"][method]
+        row = report.methods[method]
         rows.append(
             {
-                "seed": report["config"]["seed"],
-                "ams_high": row["ams"]["high"],
-                "distinct": len(row["extracted"]),
-                "curve": curve_of(run, row["score"], row["n_generated"]),
+                "seed": report.config["seed"],
+                "ams_high": row.ams["high"],
+                "distinct": row.distinct,
+                "curve": curve_of(run, row.score, row.n_generated),
             }
         )
     n = len(rows[0]["curve"])
@@ -263,7 +263,7 @@ def main() -> None:
     started = time.perf_counter()
 
     reports = over_seeds(run, config, seeds, METHODS)
-    report = dict(reports[0])  # the engine's report shape, at the first seed
+    report = reports[0].to_json()  # the engine's report shape (report.json), at the first seed
     summaries = {m: summary_over_seeds(run, reports, m) for m in METHODS}
     k = max(1, int(max(s["curve"][-1] for s in summaries.values())) // 2)
     stk = add_samples_to_k(summaries, k)
@@ -298,7 +298,6 @@ def main() -> None:
             },
         },
         headline=headline(summaries, stk, n_train),
-        ratios=ratios(report),
         **made_by,
     )
     write_json(out / f"{name}.json", report)
@@ -310,7 +309,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.sweeps:
         scales = tuple(float(s) for s in args.scales.split(","))
-        rows = guidance_sweep(run, config, scales)
+        rows = [point.to_json() for point in guidance_sweep(run, config, scales)]
         for row in rows:
             row["samples_to_k"] = samples_to_k(curve_of(run, row["score"], config.n_samples), stk["k"])
         write_json(out / "sweep_scale.json", {**made_by, "rows": rows})
@@ -318,7 +317,8 @@ def main() -> None:
         k_rows = []
         for k in (int(k) for k in args.ks.split(",")):
             k_config = dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, k=k))
-            (row,) = guidance_sweep(run, k_config, (config.sample.guidance_scale,))
+            (point,) = guidance_sweep(run, k_config, (config.sample.guidance_scale,))
+            row = point.to_json()
             row["samples_to_k"] = samples_to_k(curve_of(run, row["score"], config.n_samples), stk["k"])
             k_rows.append({"k": k, **row})
         write_json(out / "sweep_k.json", {**made_by, "rows": k_rows})

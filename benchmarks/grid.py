@@ -48,7 +48,7 @@ from side_core.config import ExtractionConfig
 from side_core.errors import SideError
 from side_core.metrics import distinct_curve, samples_to_k
 from side_core.pipeline import METHODS, Run, build_surrogate, extract
-from side_core.store import write_text
+from side_core.store import finite_or_none, write_text
 
 log = logging.getLogger("grid")
 GUIDED = tuple(m for m in METHODS if m != "uncond")
@@ -65,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     axes.add_argument("--taus", help="keep rule: the paper's absolute cohesion threshold")
     axes.add_argument("--unkepts", help="background, nearest: what the dropped clusters' samples become")
     axes.add_argument("--scales", help="guidance scales (lambda)")
-    axes.add_argument("--allocations", help="uniform, stratified, adaptive: how targets spread over classes")
+    axes.add_argument("--allocations", help="uniform, stratified: how targets spread over classes")
     axes.add_argument("--seeds", help="generation seeds (the N_G samples)")
     axes.add_argument("--surrogate-seeds", help="seeds of the surrogate (synthetic set, K-means, classifiers)")
     p.add_argument("--methods", default="side", help="guided methods run at each point (side, cond)")
@@ -172,26 +172,26 @@ def measure(run: Run, point: Point, k_faces: list[int]) -> dict:
     row = point.key()
     surrogate = build_surrogate(run, config, (method,), say=log.debug) if method != "uncond" else None
     report = extract(run, config, (method,))
-    result = report["methods"][method]
-    n = result["n_generated"]
-    curve = distinct_curve(run.first_hit(run.find(result["score"]), "high"), n)
+    result = report.methods[method]
+    n = result.n_generated
+    curve = distinct_curve(run.first_hit(run.find(result.score), "high"), n)
     if surrogate is not None:
         clustering = run.clustering(surrogate.clusters)
         row.update(
-            n_classes=report["clusters"]["n_classes"],
-            in_classes=report["clusters"]["in_classes"],
+            n_classes=report.clusters["n_classes"],
+            in_classes=report.clusters["in_classes"],
             cohesion_cut=round(float(clustering.cohesion[clustering.kept].min()), 4),
-            accuracy=[round(a, 3) for a in report["classifiers"][method]["accuracy"]],
+            accuracy=[finite_or_none(round(a, 3)) for a in surrogate.classifier_report(method).accuracy],
         )
     row.update(
         n_generated=n,
-        ams_high=result["ams"]["high"],
-        ums_high=result["ums"]["high"],
-        p95=result["p95"],
-        distinct=len(result["extracted"]),
+        ams_high=result.ams["high"],
+        ums_high=result.ums["high"],
+        p95=result.p95,
+        distinct=result.distinct,
         **{f"distinct_{m}": int(curve[m - 1]) for m in (64, 128) if m < n},
         samples_to_k={k: samples_to_k(curve, k) for k in k_faces},
-        score=result["score"],
+        score=result.score,
     )
     return row
 

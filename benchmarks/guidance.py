@@ -1,5 +1,5 @@
-"""Which guidance extracts more: the paper's noisy classifier on x_t, a clean classifier on the
-model's estimate of the clean image, or a better-trained noisy classifier?
+"""Which guidance extracts more: the paper's noisy classifier on x_t, the clean classifier on x_t,
+or a better-trained noisy classifier?
 
     python -m benchmarks.guidance --threads 1                 # N_G 128, lambda 2, 4, 8, the bundled model
 
@@ -10,8 +10,6 @@ them), and is scored against the training set by the engine (``Run.score``):
 - ``uncond``: plain sampling (lambda 0), the reference;
 - ``side``: the engine's SIDE path, the time-dependent classifier p(y | x_t, t) on x_t (the paper);
 - ``cond``: the engine's Cond path, the time-blind (clean) classifier applied to x_t as if clean;
-- ``x0``: the same clean classifier on x0_hat(x_t) = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) /
-  sqrt(abar_t), differentiated through the UNet (``side_core.classifier.clean_image_guidance``);
 - ``side-long``: SIDE with a time-dependent classifier trained ``--long-steps`` steps.
 
 Per variant: AMS high (copies), distinct training images copied (high band), the samples needed to
@@ -20,7 +18,8 @@ share of samples
 whose nearest K-means centroid is their target's cluster ("on target"), seconds per sample (from the
 stage summaries: wall time on a shared machine), and the guiding classifier's held-out clean
 accuracy. The surrogate stages come from the bundled store where they match (``--store`` defaults to
-runs/guidance/store; new stages go there, the x0 generations included, so a rerun is instant).
+runs/guidance/store; new stages go there, so a rerun is instant). Guidance through the model's
+estimate of the clean image, measured here before, is in benchmarks/README.md.
 Writes benchmarks/results/guidance.json and guidance.md.
 """
 
@@ -28,21 +27,19 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
-from side_core.classifier import clean_image_guidance, load_classifier
+from side_core.classifier import ClassifierReport
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.cluster import l2_normalise
-from side_core.config import ExtractionConfig, SampleConfig
+from side_core.config import ExtractionConfig
 from side_core.embed import embed
 from side_core.metrics import distinct_curve, samples_to_k
-from side_core.pipeline import Run, Surrogate, Target, build_surrogate, shard_seed
-from side_core.sampling import sample
+from side_core.pipeline import Run, Surrogate, Target, build_surrogate
 from side_core.store import Stage, write_json, write_text
 
 log = logging.getLogger("guidance")
@@ -63,30 +60,6 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def generate_x0(run: Run, n: int, seed: int, config: SampleConfig, target: Target) -> Stage:
-    """The engine's generation, with guidance through the predicted clean image: a generation stage
-    (same shards, seeds and targets as ``Run.generate``) that ``Run.score`` and ``Run.images`` read."""
-    inputs = {"n": n, "seed": seed, "sample": config.to_dict(), "target": asdict(target), "guidance": "clean_x0"}
-    stage = run.stage("generate", inputs)
-    if stage.done:
-        return stage
-    stage.begin()
-    classifier, _ = load_classifier(run.find(target.classifier).path, run.model.device)
-    n_shards = -(-n // config.batch_size)
-    started = time.perf_counter()
-    for i in range(n_shards):
-        if stage.shard_ok(i):
-            continue
-        targets = torch.from_numpy(run.aim(stage, i, n=n, seed=seed, batch=config.batch_size, target=target))
-        guidance = clean_image_guidance(run.model, classifier, targets.to(run.model.device))
-        generator = torch.Generator().manual_seed(shard_seed(seed, i))
-        images = sample(run.model, len(targets), config, generator, guidance=guidance).images
-        stage.write_shard(i, {"targets": targets, "images": images})
-        log.info("  x0 shard %d/%d", i + 1, n_shards)
-    stage.finish({"n": n, "n_shards": n_shards, "seconds": round(time.perf_counter() - started, 2)})
-    return stage
-
-
 def on_target(run: Run, surrogate: Surrogate, config: ExtractionConfig, generation: Stage) -> float | None:
     """% of a guided generation's samples whose nearest K-means centroid (in the clustering feature)
     is their target class's cluster: whether guidance reached the class, judged by no classifier."""
@@ -100,16 +73,14 @@ def on_target(run: Run, surrogate: Surrogate, config: ExtractionConfig, generati
 
 
 def classifier_facts(stage: Stage) -> dict:
-    summary = stage.summary()
+    report = ClassifierReport.from_dict(stage.summary())
     return {
         "stage": stage.path.name,
         "time_dependent": stage.inputs["config"]["time_dependent"],
         "steps": stage.inputs["train"]["steps"],
-        "clean_accuracy": summary["clean_accuracy"],
-        "accuracy_per_quartile": summary["accuracy"],
-        "quartiles": summary["quartiles"],
-        "chance": summary["chance"],
-        "training_seconds": summary["seconds"],
+        **{k: report.to_dict()[k] for k in ("clean_accuracy", "quartiles", "chance")},
+        "accuracy_per_quartile": report.to_dict()["accuracy"],
+        "training_seconds": stage.summary()["seconds"],
     }
 
 
@@ -131,7 +102,7 @@ def main() -> None:
     # (variant, guiding classifier, what it sees, scale); the long classifier is trained when first needed
     variants = [("uncond", None, None, 0.0)]
     for scale in scales:
-        variants += [("side", "side", "x_t", scale), ("cond", "cond", "x_t", scale), ("x0", "cond", "x0_hat", scale)]
+        variants += [("side", "side", "x_t", scale), ("cond", "cond", "x_t", scale)]
     if args.long_steps:
         variants += [("side-long", "side-long", "x_t", scale) for scale in scales]
 
@@ -149,10 +120,7 @@ def main() -> None:
             targets[guide] = Target(classifiers[guide].path.name, classifiers[guide].summary()["n_classes"])
         log.info("%s at lambda %g: %d samples", variant, scale, n)
         sample_config = replace(config.sample, guidance_scale=scale)
-        if variant == "x0":
-            generation = generate_x0(run, n, seed, sample_config, targets[guide])
-        else:
-            generation = run.generate(n, seed, sample_config, targets[guide] if guide else None)
+        generation = run.generate(n, seed, sample_config, targets[guide] if guide else None)
         if guide:  # every guided variant aims sample i at the same class
             drawn = run.targets(generation)
             engine_targets.setdefault(scale, drawn)
@@ -172,7 +140,9 @@ def main() -> None:
                 "distinct": len(summary["extracted"]),
                 "on_target": on_target(run, surrogate, config, generation),
                 "seconds_per_sample": round(generation.summary()["seconds"] / n, 4),
-                "clean_accuracy": round(classifiers[guide].summary()["clean_accuracy"], 3) if guide else None,
+                "clean_accuracy": round(ClassifierReport.from_dict(classifiers[guide].summary()).clean_accuracy, 3)
+                if guide
+                else None,
                 "generation": generation.path.name,
                 "curve": distinct_curve(run.first_hit(score, "high"), n).tolist(),
             }

@@ -54,21 +54,21 @@ def main() -> None:
         data = load_training_set(args.data, model.channels, model.size, args.n_data)
         config = ExtractionConfig(n_samples=args.n_samples, sample=SampleConfig(sampler=args.sampler))
         report = extract(Run(args.store, model, data), config, ("uncond",))
-        m = report["methods"]["uncond"]
+        m = report.methods["uncond"]
         step = int(folder.name.split("-")[1])
         row = {
             "step": step,
             "minutes": history.get(step, {}).get("minutes"),
-            "ams": m["ams"],
-            "distinct": len(m["extracted"]),
-            "p95": m["p95"],
+            "ams": m.ams,
+            "distinct": m.distinct,
+            "p95": m.p95,
             "seconds": round(time.perf_counter() - started, 1),
         }
         rows.append(row)
-        a = m["ams"]
+        a = m.ams
         print(
             f"{step:>6} {row['minutes'] or 0:>8.1f} {a['low']:>8.1f} {a['mid']:>8.1f} {a['high']:>9.1f} "
-            f"{row['distinct']:>9} {m['p95']:>6.3f}",
+            f"{row['distinct']:>9} {m.p95:>6.3f}",
             flush=True,
         )
     write_json(out / name, {**provenance(), "train_dir": str(train_dir), "sampler": args.sampler, "rows": rows})

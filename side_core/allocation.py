@@ -1,28 +1,68 @@
 """How a guided budget is spread over the surrogate classes, and which samples nearly coincide.
 
+Allocations (``ExtractionConfig.allocation``): "uniform" draws each sample's class at random (the
+paper's protocol, SIDE section 4); "stratified" gives the next sample to the least-aimed class (each
+class once per round, in a random order per shard). Either way shard i's classes are a function of
+(seed, i) alone, so any process can make any shard.
+
 Near-identical samples are the training-free evidence of memorization (Carlini et al. 2023, "Extracting
 Training Data from Diffusion Models"): a model that copies a training image draws it again and again,
 so two of its samples land almost on top of each other. "Almost" is set by the model's own pool of
 N_syn plain samples: two samples are near-identical when their feature cosine is at least the
 ``NEAR_IDENTICAL_QUANTILE`` quantile of the pool's nearest-neighbour similarities, i.e. as close as
-the closest 5% of the pool's neighbour pairs. The same threshold drives
-
-- the Filter baseline: the pool samples that have a near-identical partner in the pool;
-- the adaptive allocation: a class whose guided samples nearly coincide has given up its image, and is
-  retired, as is a class that lands on an image another class already gave.
-
-Allocations (``ExtractionConfig.allocation``): "uniform" draws each sample's class at random (the
-paper's protocol, SIDE section 4); "stratified" gives the next sample to the least-aimed class (each
-class once per round, in a random order per shard); "adaptive" is stratified over the classes not
-yet retired (all of them again once every class is retired).
+the closest 5% of the pool's neighbour pairs. The Filter baseline reports the pool samples that have a
+near-identical partner in the pool.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
 import torch
 
+from side_core.config import ALLOCATIONS
+from side_core.errors import SideError
+from side_core.neighbours import similarities_to_others
+from side_core.stages import Sharding
+
 NEAR_IDENTICAL_QUANTILE = 0.95
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a guided generation aims at: a classifier stage, and one class or all of them spread by
+    an allocation."""
+
+    classifier: str  # the classifier stage folder name (its inputs key)
+    n_classes: int
+    cls: int | None = None  # None: every class, spread by ``allocation``
+    allocation: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.cls is not None and (isinstance(self.cls, bool) or not 0 <= self.cls < self.n_classes):
+            raise SideError(f"Class {self.cls!r} does not exist: the surrogate classes are 0 to {self.n_classes - 1}.")
+        if self.allocation not in ALLOCATIONS:
+            raise SideError(f"Unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}.")
+
+    def key(self) -> dict[str, Any]:
+        """The target's part of a generation stage's inputs. The two null entries are fixed: stored
+        generations were keyed with them (fields of an allocation since removed), and keep their keys."""
+        return {**asdict(self), "near_identical": None, "feature": None}
+
+    def classes(self, seed: int, sharding: Sharding, i: int) -> np.ndarray:
+        """(sharding.size(i),) int64: the target class of each sample of shard ``i``."""
+        size = sharding.size(i)
+        if self.cls is not None:
+            return np.full(size, self.cls, dtype=np.int64)
+        if self.allocation == "uniform":
+            return np.random.default_rng([seed, i, 1]).integers(0, self.n_classes, size)
+        counts = np.zeros(self.n_classes, dtype=np.int64)
+        active = np.arange(self.n_classes)
+        for j in range(i):  # replay the earlier shards' choices: they are pure functions of (seed, j)
+            balanced_targets(counts, active, sharding.size(j), np.random.default_rng([seed, j, 2]))
+        return balanced_targets(counts, active, size, np.random.default_rng([seed, i, 2]))
 
 
 def pool_neighbours(features: np.ndarray, quantile: float = NEAR_IDENTICAL_QUANTILE, chunk: int = 1024):
@@ -31,17 +71,11 @@ def pool_neighbours(features: np.ndarray, quantile: float = NEAR_IDENTICAL_QUANT
     (N,) int64: the lowest index k != i with cosine >= threshold, or -1."""
     z = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     nn = np.empty(len(z), dtype=np.float32)
-    for start in range(0, len(z), chunk):
-        s = z[start : start + chunk] @ z.T
-        rows = torch.arange(len(s))
-        s[rows, rows + start] = -float("inf")
+    for start, s in similarities_to_others(z, chunk):
         nn[start : start + len(s)] = s.max(dim=1).values.numpy()
     threshold = float(np.quantile(nn, quantile))
     partner = np.full(len(z), -1, dtype=np.int64)
-    for start in range(0, len(z), chunk):
-        s = z[start : start + chunk] @ z.T
-        rows = torch.arange(len(s))
-        s[rows, rows + start] = -float("inf")
+    for start, s in similarities_to_others(z, chunk):
         close = (s >= threshold).numpy()
         has = close.any(axis=1)
         partner[start : start + len(s)][has] = close[has].argmax(axis=1)
@@ -79,23 +113,3 @@ def balanced_targets(counts: np.ndarray, active: np.ndarray, size: int, rng: np.
         out[j] = c
         counts[c] += 1
     return out
-
-
-def retired_classes(features: np.ndarray, targets: np.ndarray, threshold: float, n_classes: int) -> np.ndarray:
-    """(n_classes,) bool: classes whose guided samples gave up one image, judged without the training
-    set. Class c is retired when two of its samples are near-identical (cosine >= threshold), or when
-    one of its samples is near-identical to a sample of a class retired before it (the image is
-    found already). ``features`` (N, D) L2-normalised, ``targets`` (N,) class of each sample."""
-    retired = np.zeros(n_classes, dtype=bool)
-    if len(features) < 2:
-        return retired
-    s = features @ features.T
-    np.fill_diagonal(s, -np.inf)
-    close = s >= threshold
-    same = targets[:, None] == targets[None, :]
-    for c in np.unique(targets[(close & same).any(axis=1)]):
-        retired[c] = True
-    found = retired[targets]  # samples of the classes that converged: images already found
-    for c in np.unique(targets[close[:, found].any(axis=1)]):
-        retired[c] = True
-    return retired

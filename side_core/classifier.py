@@ -23,8 +23,7 @@ from diffusers import DDPMScheduler
 from side_core.config import ClassifierConfig, ClassifierTrainConfig
 from side_core.distributed import DataParallel
 from side_core.errors import SideError
-from side_core.models import LoadedModel
-from side_core.sampling import GuidanceFn, to_eps
+from side_core.sampling import GuidanceFn
 from side_core.store import finite_or_none, read_json, read_tensors, write_json, write_tensors
 
 log = logging.getLogger(__name__)
@@ -103,15 +102,30 @@ class ClassifierReport:
     chance: float
     loss_history: list[tuple[int, float]]  # (step, smoothed training loss)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ClassifierReport:
+        """Read what :meth:`to_dict` wrote (a classifier stage's summary); null accuracies are NaN."""
+        return cls(
+            quartiles=[tuple(q) for q in d["quartiles"]],
+            accuracy=[_nan_if_null(a) for a in d["accuracy"]],
+            clean_accuracy=_nan_if_null(d["clean_accuracy"]),
+            chance=float(d["chance"]),
+            loss_history=[tuple(p) for p in d["loss_history"]],
+        )
+
     def to_dict(self) -> dict:
         """JSON-able; an accuracy over no held-out samples (NaN) is null."""
         return {
-            "quartiles": self.quartiles,
+            "quartiles": [list(q) for q in self.quartiles],
             "accuracy": [finite_or_none(a) for a in self.accuracy],
             "clean_accuracy": finite_or_none(self.clean_accuracy),
             "chance": self.chance,
-            "loss_history": self.loss_history,
+            "loss_history": [list(p) for p in self.loss_history],
         }
+
+
+def _nan_if_null(a: float | None) -> float:
+    return float("nan") if a is None else float(a)
 
 
 def train_classifier(
@@ -220,54 +234,23 @@ def evaluate(
     return ClassifierReport(quartiles, accuracy, clean, chance, [])
 
 
-def _log_prob_guidance(
-    logits: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], target: torch.Tensor | int
-) -> GuidanceFn:
-    """A guidance callable (x_t, t) -> grad_{x_t} log softmax(logits(x_t, t))[target], where
-    ``logits`` is differentiable in x_t (float32, requiring grad)."""
-
-    def grad_log_prob(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        y = torch.as_tensor(target, device=x_t.device).expand(len(x_t))
-        with torch.enable_grad():
-            x = x_t.detach().float().requires_grad_(True)
-            log_probs = F.log_softmax(logits(x, t), dim=1)
-            selected = log_probs[torch.arange(len(x)), y].sum()
-            (grad,) = torch.autograd.grad(selected, x)
-        return grad.to(x_t.dtype)
-
-    return grad_log_prob
-
-
 def classifier_guidance(model: SurrogateClassifier, target: torch.Tensor | int) -> GuidanceFn:
     """A guidance callable (x_t, t) -> grad_{x_t} log p(target | x_t, t).
 
     ``target`` is one class for the whole batch or (N,) int64 per sample. A time-blind classifier
     ignores t (it is applied to x_t as if clean: the Cond baseline).
     """
-    return _log_prob_guidance(model, target)
 
+    def grad_log_prob(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        y = torch.as_tensor(target, device=x_t.device).expand(len(x_t))
+        with torch.enable_grad():
+            x = x_t.detach().float().requires_grad_(True)
+            log_probs = F.log_softmax(model(x, t), dim=1)
+            selected = log_probs[torch.arange(len(x)), y].sum()
+            (grad,) = torch.autograd.grad(selected, x)
+        return grad.to(x_t.dtype)
 
-def predicted_x0(diffusion: LoadedModel, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x0_hat(x_t) = (x_t - sqrt(1 - abar_t) eps_theta(x_t, t)) / sqrt(abar_t), clamped to [-1, 1];
-    differentiable in x_t through the UNet. x_t (N, C, H, W), t (N,) timesteps of the model's schedule."""
-    alpha_bar = diffusion.scheduler.alphas_cumprod.to(x_t.device)[t.long()].float()[:, None, None, None]
-    output = diffusion.unet(x_t.to(diffusion.unet.dtype), t).sample.float()
-    eps = to_eps(output, x_t, alpha_bar, diffusion.scheduler.config.prediction_type)
-    return ((x_t - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-1, 1)
-
-
-def clean_image_guidance(diffusion: LoadedModel, model: SurrogateClassifier, target: torch.Tensor | int) -> GuidanceFn:
-    """Guidance through the predicted clean image: (x_t, t) -> grad_{x_t} log p(target | x0_hat(x_t)).
-
-    ``model`` classifies clean images (a time-blind classifier, or a time-dependent one at t = 0); the
-    gradient flows back through the UNet's noise prediction, so each guided step costs one more UNet
-    forward and one backward. Measured against the noisy classifier in ``benchmarks/guidance.py``.
-    """
-
-    def logits(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return model(predicted_x0(diffusion, x_t, t), torch.zeros_like(t))
-
-    return _log_prob_guidance(logits, target)
+    return grad_log_prob
 
 
 def save_classifier(model: SurrogateClassifier, report: ClassifierReport | None, folder: str | Path) -> None:

@@ -138,8 +138,8 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         "--allocation",
         default=d.allocation,
         choices=ALLOCATIONS,
-        help="how guided samples are spread over the classes: uniform draws (the paper), stratified rounds, or "
-        f"adaptive rounds that retire a class once its samples nearly coincide (default {d.allocation})",
+        help="how guided samples are spread over the classes: uniform draws (the paper) or stratified rounds "
+        f"that aim at every class once per round (default {d.allocation})",
     )
     p.add_argument(
         "--classifier-steps", type=int, default=t.steps, help=f"classifier training steps (default {t.steps})"
@@ -307,7 +307,7 @@ def _run_extraction(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from side_core.pipeline import METHODS, extract
-    from side_core.report import Report, best_pairs, markdown_table, write_report
+    from side_core.report import best_pairs, markdown_table, write_report
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -316,7 +316,7 @@ def _run_extraction(args: argparse.Namespace) -> None:
     run = open_run(args, args.store or out / "store")
     methods = (args.method,) if args.method else METHODS
     hooks = {"sample_progress": _log_sample_progress, "classifier_progress": _log_classifier_progress}
-    report = Report.from_json(extract(run, config, methods, **hooks))
+    report = extract(run, config, methods, **hooks)
     if not distributed.is_main():
         return  # the main process writes the report, once
     write_report(report, out, args.command_line, best_pairs(run, report))

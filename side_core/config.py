@@ -18,9 +18,9 @@ SAMPLERS = ("ddpm", "ddim")
 FEATURES = ("unet", "pixels", "sscd")
 UNKEPT = ("background", "nearest")  # what happens to samples of the clusters not kept
 # How the N_G guided samples are spread over the surrogate classes: "uniform" draws each sample's
-# class at random (the paper's protocol), "stratified" aims at every class once per round, and
-# "adaptive" also retires a class once two of its samples nearly coincide (README, Results).
-ALLOCATIONS = ("uniform", "stratified", "adaptive")
+# class at random (the paper's protocol), "stratified" aims at every class once per round
+# (side_core.allocation; how they compare: benchmarks/README.md).
+ALLOCATIONS = ("uniform", "stratified")
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence and torch accept it; shard seeds stay in 64 bits
 
 

@@ -49,6 +49,11 @@ class Bands:
         return {name: [lo, hi] for name, (lo, hi) in self.items()}
 
     @classmethod
+    def from_dict(cls, d: dict[str, list]) -> Bands:
+        """Read what :meth:`to_dict` wrote (a reference stage's summary, a report's similarity)."""
+        return cls(tuple(d["low"]), tuple(d["mid"]), tuple(d["high"]))
+
+    @classmethod
     def from_thresholds(cls, low: float, mid: float, high: float) -> Bands:
         """Bands [low, mid), [mid, high), [high, inf) from three increasing thresholds."""
         if not all(math.isfinite(x) and -1.0 <= x <= 1.0 for x in (low, mid, high)):

@@ -16,7 +16,7 @@ precision): band edges are 1e-6 apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -186,6 +186,16 @@ def _items(bands: Bands | None) -> list[tuple[str, tuple[float, float | None]]]:
     return bands.items() if bands else []
 
 
+def similarities_to_others(vectors: torch.Tensor, chunk: int = 1024) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, (rows, N) similarities) of ``chunk`` rows of (N, D) unit vectors at a time to all N, each
+    row's similarity to itself set to -inf: what "the nearest other vector" is taken over."""
+    for start in range(0, len(vectors), chunk):
+        s = vectors[start : start + chunk] @ vectors.T
+        rows = torch.arange(len(s), device=s.device)
+        s[rows, rows + start] = -float("inf")
+        yield start, s
+
+
 def train_nn_similarity(
     train: torch.Tensor, chunk: int = 1024, device: str | torch.device | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -194,10 +204,7 @@ def train_nn_similarity(
         raise SideError("Need at least 2 training images to compare them with each other.")
     train = train.to(device) if device is not None else train
     sims, idxs = [], []
-    for start in range(0, len(train), chunk):
-        s = train[start : start + chunk] @ train.T
-        rows = torch.arange(len(s), device=s.device)
-        s[rows, rows + start] = -float("inf")  # exclude each image itself
+    for _, s in similarities_to_others(train, chunk):
         top = s.max(dim=1)
         sims.append(top.values.cpu())
         idxs.append(top.indices.cpu())

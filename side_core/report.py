@@ -2,10 +2,11 @@
 report.md (the table), a CSV of the table, a PNG and a ZIP of the best extractions next to their
 nearest training images.
 
-The JSON shape of a report (``extract`` returns it; scripts read it) is ``{"model", "data",
+The JSON shape of a report (report.json; scripts read it) is ``{"model", "data",
 "similarity": {name, preprocessing, bands}, "methods": {method: {n_generated, ams, ums, p95,
-extracted, seconds, generation, score}}, "config", "clusters", "classifiers"}``; :class:`Report`
-reads it once, so that nothing else indexes it by strings.
+extracted, seconds, generation, score, cost}}, "config", "clusters", "classifiers", "filter",
+"ratios"}``; ``extract`` returns a :class:`Report` (:func:`build_report`), which is written to and
+read from that shape only at the file boundary.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import csv
 import io
 import json
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,9 @@ from side_core.metrics import BAND_NAMES, Bands, in_band
 from side_core.store import Stage, write_json, write_text
 
 if TYPE_CHECKING:
-    from side_core.pipeline import Run
+    from side_core.config import ExtractionConfig
+    from side_core.pipeline import Surrogate
+    from side_core.run import Run
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,7 @@ class Report:
 
     @property
     def bands(self) -> Bands:
-        b = self.similarity["bands"]
-        return Bands(tuple(b["low"]), tuple(b["mid"]), tuple(b["high"]))
+        return Bands.from_dict(self.similarity["bands"])
 
     def side_over(self, base: str) -> tuple[float | None, float | None]:
         """SIDE over a baseline: (AMS high ratio, distinct ratio); None where the baseline has 0."""
@@ -162,6 +164,56 @@ class Report:
             }
             for method, m in self.methods.items()
         ]
+
+
+def method_result(generation: Stage, score: Stage, cost: int, seconds: dict[str, float]) -> MethodResult:
+    """A method's row from its generation and score stages; ``seconds``: the stages before them."""
+    summary = score.summary()
+    return MethodResult(
+        n_generated=summary["n_generated"],
+        ams=summary["ams"],
+        ums=summary["ums"],
+        p95=summary["p95"],
+        extracted=tuple(summary["extracted"]),
+        seconds={**seconds, "generate": generation.summary()["seconds"], "score": summary["seconds"]},
+        generation=generation.path.name,
+        score=score.path.name,
+        cost=cost,
+    )
+
+
+def build_report(
+    run: Run,
+    config: ExtractionConfig,
+    methods: dict[str, MethodResult],
+    surrogate: Surrogate | None = None,
+    pool_filter: Stage | None = None,
+) -> Report:
+    """An extraction's report: what was run (model, training set, similarity and its bands, settings),
+    each method's row, the surrogate's clusters and classifiers behind the guided rows, and the Filter
+    baseline on the surrogate's pool (``Run.filter``): what SIDE adds is what it extracts beyond it."""
+    clusters = classifiers = None
+    if surrogate is not None:
+        summary = surrogate.clusters.summary()
+        clusters = {k: summary.get(k) for k in ("n_classes", "in_classes", "silhouette")}
+        accuracies = ("quartiles", "accuracy", "clean_accuracy", "chance")
+        classifiers = {
+            m: {k: v for k, v in surrogate.classifier_report(m).to_dict().items() if k in accuracies}
+            for m in surrogate.classifiers
+        }
+    extra = {}
+    if pool_filter is not None:
+        extra["filter"] = {k: v for k, v in pool_filter.summary().items() if k != "seconds"}
+    return Report(
+        model=run.model.facts(),
+        data=run.data.facts() if run.data else None,
+        similarity={**run.similarity.to_dict(), "bands": run.bands().to_dict()},
+        methods=methods,
+        config=config.to_dict(),
+        clusters=clusters,
+        classifiers=classifiers,
+        extra=extra,
+    )
 
 
 def markdown_table(report: Report | dict) -> str:
@@ -231,8 +283,18 @@ class SweepPoint:
     score: str
 
     @classmethod
+    def from_score(cls, scale: float, score: Stage) -> SweepPoint:
+        summary = score.summary()
+        return cls(
+            float(scale), summary["ams"], summary["ums"], summary["p95"], len(summary["extracted"]), score.path.name
+        )
+
+    @classmethod
     def from_json(cls, d: dict[str, Any]) -> SweepPoint:
         return cls(float(d["scale"]), dict(d["ams"]), dict(d["ums"]), float(d["p95"]), int(d["distinct"]), d["score"])
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -285,12 +347,26 @@ class Pairs:
         return len(self.generated)
 
 
+def best_extractions(run: Run, generation: Stage, score: Stage, n: int = 8) -> Pairs:
+    """The ``n`` samples of a scored generation closest to distinct training images, best first."""
+    sims, idx = run.neighbours(score)
+    order = np.argsort(-sims[:, 0], kind="stable")
+    chosen, seen = [], set()
+    for i in order:
+        if idx[i, 0] not in seen:
+            seen.add(idx[i, 0])
+            chosen.append(i)
+        if len(chosen) == n:
+            break
+    chosen = np.array(chosen, dtype=np.int64)
+    train_idx = idx[chosen, 0]
+    return Pairs(run.images(generation)[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx)
+
+
 def best_pairs(run: Run, report: Report, n: int = 8) -> dict[str, Pairs]:
     """Each method's ``n`` samples closest to distinct training images, with those images."""
-    from side_core.pipeline import best_extractions
-
     return {
-        method: Pairs(*best_extractions(run, run.find(row.generation), run.find(row.score), n))
+        method: best_extractions(run, run.find(row.generation), run.find(row.score), n)
         for method, row in report.methods.items()
     }
 

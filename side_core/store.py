@@ -210,14 +210,16 @@ class Stage:
     def damage(self, intact: dict[Path, tuple] | None = None) -> dict[str, str]:
         """Files of a finished stage that no longer match its manifest: {relative path: why}.
 
-        Stages finished before manifests existed have none, and pass. ``intact`` remembers the
-        stages found intact, by the size and time of their files: asking again about an unchanged
-        stage then costs a stat per file instead of a checksum (a copied store's files have new
-        times, so without it every look-up would read them all)."""
+        A stage without a manifest (made before version 0.1.0) cannot be verified and counts as
+        damaged. ``intact`` remembers the stages found intact, by the size and time of their files:
+        asking again about an unchanged stage then costs a stat per file instead of a checksum (a
+        copied store's files have new times, so without it every look-up would read them all)."""
         try:
-            manifest = read_json(self.path / DONE).get("manifest", {})
+            manifest = read_json(self.path / DONE).get("manifest")
         except SideError:
             return {DONE: "is not valid JSON"}
+        if manifest is None:
+            return {DONE: "lists no checksums of the stage's files (a store made before version 0.1.0)"}
         seen = _stat_signature(self.path, [DONE, *manifest])
         if intact is not None and seen is not None and intact.get(self.path) == seen:
             return {}

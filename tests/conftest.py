@@ -94,3 +94,17 @@ def bright_dark_model(bright_dark_model_dir):
     from side_core.models import load_model
 
     return load_model(bright_dark_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(bright_dark_model):
+    """A time-dependent classifier trained 150 steps on the bright and dark images (~5 s), and its
+    report: trained once for every test that needs a classifier that really tells the classes apart."""
+    from side_core.classifier import train_classifier
+    from side_core.config import ClassifierConfig, ClassifierTrainConfig
+
+    x0, labels = bright_and_dark()
+    config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2)
+    return train_classifier(
+        x0, labels, bright_dark_model.scheduler, config, ClassifierTrainConfig(steps=150, batch_size=32)
+    )

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from side_core.allocation import balanced_targets, near_identical_groups, pool_neighbours, retired_classes
+from side_core.allocation import Target, balanced_targets, near_identical_groups, pool_neighbours
 from side_core.cluster import kept_clusters, l2_normalise
 from side_core.config import ClusterConfig
 from side_core.errors import SideError
+from side_core.stages import Sharding
 
 
 def spread(n: int, d: int = 32, seed: int = 0) -> np.ndarray:
@@ -56,41 +57,23 @@ def test_stratified_rounds_aim_at_every_class_before_any_twice():
     assert len(set(first[5:]) | set(second)) == 5 and counts.tolist() == [2, 2, 2, 2, 2]
 
 
-def test_a_converged_class_is_retired_and_so_is_one_landing_on_its_image():
-    z = spread(6)
-    image = z[0]
-    z[1] = image  # class 0 drew the same image twice: converged
-    z[4] = image  # class 2 landed on class 0's image: already found
-    targets = np.array([0, 0, 1, 1, 2, 3])
-    retired = retired_classes(z, targets, threshold=0.99, n_classes=4)
-    assert retired.tolist() == [True, False, True, False]
-
-
-def test_adaptive_generation_stops_aiming_at_a_retired_class(tiny_model_dir, tmp_path):
-    """Shard 1's targets come from shard 0's samples: a class whose two samples coincide there is no
-    longer aimed at; the others are, in stratified rounds."""
-    from side_core.models import load_model
-    from side_core.pipeline import Run, Target
-
-    run = Run(tmp_path / "store", load_model(tiny_model_dir, device="cpu"))
-    target = Target("classifier-x", 4, allocation="adaptive", near_identical=0.999, feature="pixels")
-    stage = run.stage("generate", {"test": "adaptive"})
-    stage.begin()
-    images = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
-    images[5] = images[1]  # two samples of class 1 coincide
-    stage.write_shard(0, {"images": images, "targets": torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])})
-    aimed = run.aim(stage, 1, n=16, seed=0, batch=8, target=target)
-    assert 1 not in aimed and sorted(set(aimed.tolist())) == [0, 2, 3]
-    assert np.bincount(aimed, minlength=4)[[0, 2, 3]].tolist() in ([3, 3, 2], [3, 2, 3], [2, 3, 3])
-    # uniform and stratified targets are functions of (seed, shard) alone: any process can make any shard
+def test_targets_are_a_function_of_seed_and_shard():
+    """Any process can make any shard: a shard's classes depend on (seed, shard) alone, and the
+    stratified rounds replay the shards before it to continue them."""
+    sharding = Sharding(16, 8)
     for allocation in ("uniform", "stratified"):
-        plain = Target("classifier-x", 4, allocation=allocation)
-        again = run.aim(stage, 1, n=16, seed=0, batch=8, target=plain)
-        assert np.array_equal(again, run.aim(stage, 1, n=16, seed=0, batch=8, target=plain))
-    stratified = [
-        run.aim(stage, i, n=16, seed=0, batch=8, target=Target("c", 4, allocation="stratified")) for i in (0, 1)
-    ]
-    assert np.bincount(np.concatenate(stratified), minlength=4).tolist() == [4, 4, 4, 4]
+        target = Target("classifier-x", 4, allocation=allocation)
+        assert np.array_equal(target.classes(0, sharding, 1), target.classes(0, sharding, 1))
+        assert target.classes(0, sharding, 1).shape == (8,)
+    stratified = Target("c", 4, allocation="stratified")
+    both = np.concatenate([stratified.classes(0, sharding, i) for i in (0, 1)])
+    assert np.bincount(both, minlength=4).tolist() == [4, 4, 4, 4]
+    assert Target("c", 4, cls=2).classes(0, Sharding(5, 4), 1).tolist() == [2]
+
+
+def test_a_removed_allocation_is_refused():
+    with pytest.raises(SideError, match="Unknown allocation 'adaptive'"):
+        Target("c", 4, allocation="adaptive")
 
 
 def test_filter_reports_the_pool_samples_that_repeat_a_training_image(tiny_model_dir, tiny_data_dir, tmp_path):
@@ -98,7 +81,7 @@ def test_filter_reports_the_pool_samples_that_repeat_a_training_image(tiny_model
     and reports the two images as extracted; an image drawn once is not flagged."""
     from side_core.data import load_training_set
     from side_core.models import load_model
-    from side_core.pipeline import Run, Surrogate, filter_baseline
+    from side_core.pipeline import Run
 
     model = load_model(tiny_model_dir, device="cpu")
     run = Run(tmp_path / "store", model, load_training_set(tiny_data_dir, 1, 8))
@@ -110,7 +93,7 @@ def test_filter_reports_the_pool_samples_that_repeat_a_training_image(tiny_model
     synthetic.write_shard(0, {"images": pool})
     synthetic.finish({"n": len(pool), "n_shards": 1, "seconds": 0.0})
     features = run.features(synthetic, "pixels")
-    found = filter_baseline(run, Surrogate(synthetic, features, None, run.pool(features, quantile=0.92), {}))
+    found = run.filter(run.pool(features, quantile=0.92), synthetic).summary()
     assert found["flagged"] == 4 and found["groups"] == 2 and found["precision_high"] == 100.0
     assert found["extracted"] == [2, 5]
     assert found["curve"][1] == 1 and found["curve"][3] == 2  # an image counts once both its draws exist

@@ -2,12 +2,13 @@
 guidance that moves samples toward the chosen class."""
 
 import dataclasses
+import json
 
-import pytest
 import torch
 from conftest import bright_and_dark
 
 from side_core.classifier import (
+    ClassifierReport,
     SurrogateClassifier,
     classifier_guidance,
     load_classifier,
@@ -18,32 +19,24 @@ from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConf
 from side_core.sampling import sample
 
 
-@pytest.fixture(scope="module")
-def trained(bright_dark_model):
-    x0, labels = bright_and_dark()
-    config = ClassifierConfig(n_classes=2, channels=1, size=8, width=8, n_stages=2)
-    return train_classifier(
-        x0, labels, bright_dark_model.scheduler, config, ClassifierTrainConfig(steps=150, batch_size=32)
-    )
-
-
 def share_of_class(classifier, images: torch.Tensor, cls: int) -> float:
     with torch.no_grad():
         predicted = classifier(images, torch.zeros(len(images), dtype=torch.long)).argmax(1)
     return (predicted == cls).float().mean().item()
 
 
-def test_accuracy_is_reported_per_timestep_quartile(trained):
-    _, report = trained
+def test_accuracy_is_reported_per_timestep_quartile(trained_classifier):
+    _, report = trained_classifier
     assert report.quartiles == [(0, 24), (25, 49), (50, 74), (75, 99)]
     assert report.clean_accuracy == 1.0
     assert report.accuracy[0] > 0.9  # little noise: easy
     assert report.chance == 0.5
     assert report.loss_history and report.loss_history[-1][1] < report.loss_history[0][1]
+    assert ClassifierReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report  # a stage's summary
 
 
-def test_guidance_moves_samples_toward_the_class(bright_dark_model, trained):
-    classifier, _ = trained
+def test_guidance_moves_samples_toward_the_class(bright_dark_model, trained_classifier):
+    classifier, _ = trained_classifier
     config = SampleConfig(num_steps=10, batch_size=32)
     guided_config = dataclasses.replace(config, guidance_scale=20.0)
     plain = sample(bright_dark_model, 32, config, torch.Generator().manual_seed(0)).images
@@ -53,17 +46,17 @@ def test_guidance_moves_samples_toward_the_class(bright_dark_model, trained):
         assert share_of_class(classifier, guided, cls) > share_of_class(classifier, plain, cls) + 0.1
 
 
-def test_guidance_of_one_sample_does_not_depend_on_its_batch(trained):
+def test_guidance_of_one_sample_does_not_depend_on_its_batch(trained_classifier):
     """GroupNorm, not BatchNorm: a sample's gradient is the same alone or in a batch."""
-    classifier, _ = trained
+    classifier, _ = trained_classifier
     x = torch.randn(4, 1, 8, 8)
     t = torch.full((4,), 50)
     grad = classifier_guidance(classifier, 1)
     torch.testing.assert_close(grad(x, t)[:1], grad(x[:1], t[:1]), rtol=1e-4, atol=1e-6)
 
 
-def test_save_and_reload(tmp_path, trained):
-    classifier, report = trained
+def test_save_and_reload(tmp_path, trained_classifier):
+    classifier, report = trained_classifier
     save_classifier(classifier, report, tmp_path / "clf")
     loaded, meta = load_classifier(tmp_path / "clf")
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([0, 40, 90])

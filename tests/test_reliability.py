@@ -3,6 +3,7 @@ damage, and processes that share one store without doing work twice or reporting
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 from dataclasses import replace
 from pathlib import Path
@@ -52,6 +53,7 @@ def _all_outputs(root: Path, model_dir: Path, global_seed: int) -> dict[str, tor
     return out
 
 
+@pytest.mark.slow
 def test_every_stage_is_bit_identical_in_fresh_stores(tiny_model_dir, tmp_path):
     with mp.get_context("spawn").Pool(2) as pool:
         first, second = pool.starmap(
@@ -122,7 +124,7 @@ def test_a_run_that_verified_a_stage_still_sees_it_change(run, caplog):
     stage = run.generate(8, seed=6, config=PLAIN)
     before = run.images(stage)
     assert run.generate(8, seed=6, config=PLAIN).path == stage.path  # verified, and remembered
-    assert stage.path in run._intact
+    assert stage.path in run.stages._intact
     _flip_a_byte(stage.shard(1))
     made = []
     again = run.generate(8, seed=6, config=PLAIN, progress=made.append)
@@ -171,6 +173,38 @@ def test_a_damaged_read_only_stage_is_made_under_root_and_left_alone(run, tmp_pa
     made = reader.generate(8, seed=0, config=PLAIN)
     assert made.path.parent == tmp_path / "new" and made.done
     assert stage.shard(0).read_bytes() == damaged_bytes
+
+
+def test_asking_whether_a_damaged_stage_is_stored_changes_nothing(run):
+    """The read-only look-up answers "not stored" for a damaged stage and leaves its files alone;
+    only doing the work repairs it."""
+    stage = run.generate(8, seed=7, config=PLAIN)
+    _flip_a_byte(stage.shard(1))
+    damaged_bytes = stage.shard(1).read_bytes()
+
+    def work(r: Run) -> Stage:
+        return r.generate(8, seed=7, config=PLAIN)
+
+    assert run.stored(work) is None
+    assert stage.done and stage.shard(1).read_bytes() == damaged_bytes
+    assert run.stored(lambda r: r.generate(8, seed=8, config=PLAIN)) is None  # never made: still nothing
+    assert len(list(run.root.glob("generate-*"))) == 1
+    assert run.stored(work) is None and work(run).done
+    assert run.stored(work).path == stage.path
+
+
+def test_a_stage_without_a_manifest_is_made_again_and_says_why(run, caplog):
+    """A store made before stages listed their files' checksums cannot be verified: its stages are
+    made again, with a message that says so."""
+    stage = run.generate(4, seed=9, config=PLAIN)
+    before = run.images(stage)
+    summary = stage.summary()
+    (stage.path / "done.json").write_text(json.dumps(summary))  # no manifest
+    made = []
+    again = run.generate(4, seed=9, config=PLAIN, progress=made.append)
+    assert "lists no checksums" in caplog.text and "before version 0.1.0" in caplog.text
+    assert again.done and "manifest" in json.loads((again.path / "done.json").read_text())
+    assert torch.equal(run.images(again), before) and made == []  # its shards verify on their own
 
 
 def test_reading_a_damaged_file_names_it(tmp_path):

@@ -15,7 +15,7 @@ from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.metrics import Bands
 from side_core.models import load_model
-from side_core.pipeline import METHODS, Run, extract
+from side_core.pipeline import METHODS, Run, extract, guidance_sweep
 from side_core.report import (
     Report,
     best_pairs,
@@ -97,12 +97,20 @@ def test_report_round_trip_rows_and_files(tiny_run):
         classifier_train=replace(base.classifier_train, steps=10),
         sample=replace(base.sample, num_steps=3),
     )
-    raw = extract(tiny_run, config, METHODS)
-    report = Report.from_json(raw)
-    assert Report.from_json(json.loads(json.dumps(report.to_json()))) == report
-    assert list(report.methods) == list(METHODS)
+    report = extract(tiny_run, config, METHODS)
+    raw = json.loads(json.dumps(report.to_json()))  # report.json's shape, which scripts read
+    assert Report.from_json(raw) == report
+    assert list(report.methods) == list(METHODS) == list(raw["methods"])
     assert report.methods["side"].distinct == len(raw["methods"]["side"]["extracted"])
-    assert markdown_table(raw) == markdown_table(report)  # the JSON shape scripts read still works
+    assert raw["classifiers"]["side"]["quartiles"] == [[0, 24], [25, 49], [50, 74], [75, 99]]
+    assert markdown_table(raw) == markdown_table(report)
+    # the sweep at the report's own scale reuses its stages: the same point
+    (point,) = guidance_sweep(tiny_run, config, (config.sample.guidance_scale,))
+    assert (point.score, point.distinct, point.ams) == (
+        report.methods["side"].score,
+        report.methods["side"].distinct,
+        report.methods["side"].ams,
+    )
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
     assert [r["method"] for r in rows] == list(METHODS)
     assert float(rows[2]["ams_high"]) == report.methods["side"].ams["high"]

@@ -1,12 +1,15 @@
 """The run store: atomic writes, stage reuse, resuming an interrupted generation, shard workers."""
 
+import threading
+import time
+
 import pytest
 import torch
 
 from side_core.config import SampleConfig
 from side_core.models import load_model
 from side_core.pipeline import Run
-from side_core.store import Stage, atomic_path, write_json
+from side_core.store import Stage, atomic_path, read_tensors, write_json
 
 CONFIG = SampleConfig(num_steps=3, batch_size=4)
 
@@ -57,11 +60,34 @@ def test_interrupted_generation_resumes_and_matches(run, tmp_path):
     torch.testing.assert_close(run.images(done), fresh.images(fresh.generate(10, seed=5, config=CONFIG)))
 
 
-def test_workers_fill_disjoint_shards(run):
-    part = run.generate(12, seed=1, config=CONFIG, shards=range(0, 3, 2))
-    assert not part.done
-    whole = run.generate(12, seed=1, config=CONFIG, shards=range(1, 3, 2))
-    assert whole.done and run.images(whole).shape == (12, 1, 8, 8)
+def test_a_shard_another_process_holds_is_waited_for_not_made_twice(run, monkeypatch):
+    """While another process holds shard 1's claim, this one makes the others, waits, and finishes
+    the stage once that shard appears."""
+    from side_core import stages
+
+    monkeypatch.setattr(stages, "POLL_SECONDS", 0.01)
+    sharding = stages.Sharding(12, 4)
+    stage = Stage(run.root, "generate", {"test": "claims"})
+
+    def make(i: int) -> dict[str, torch.Tensor]:
+        return {"images": torch.full((sharding.size(i), 1, 2, 2), float(i))}
+
+    made, claimed = [], threading.Event()
+
+    def other_process() -> None:
+        with stage.claim_shard(1):  # a separate open file: the claim is held as by another process
+            claimed.set()
+            time.sleep(0.2)
+            stage.write_shard(1, make(1))
+
+    other = threading.Thread(target=other_process)
+    stage.begin()
+    other.start()
+    claimed.wait()
+    filled = stages.fill_shards(stage, sharding, lambda i: made.append(i) or make(i))
+    other.join()
+    assert made == [0, 2] and filled.done
+    assert [float(read_tensors(stage.shard(i))["images"][0, 0, 0, 0]) for i in range(3)] == [0.0, 1.0, 2.0]
 
 
 def test_finished_stages_are_reused(run):

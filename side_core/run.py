@@ -1,0 +1,415 @@
+"""The stages of a SIDE run, each a method of :class:`Run` that says what keys it and how it is made:
+
+    generate (plain or guided samples) -> features -> cluster, pool, map -> classifier
+    reference (the training set under the similarity) -> score -> filter
+
+Each stage method returns a finished :class:`~side_core.store.Stage` whose folder is keyed by the
+stage's inputs, so asking again returns the stored result at once; where stages are found, locked,
+verified and repaired is side_core.stages. The order in which SIDE runs them is side_core.pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from side_core import distributed
+from side_core.allocation import NEAR_IDENTICAL_QUANTILE, Target, near_identical_groups, pool_neighbours
+from side_core.classifier import (
+    classifier_guidance,
+    load_classifier,
+    save_classifier,
+    train_classifier,
+)
+from side_core.cluster import Clustering, cluster, l2_normalise, map_2d, silhouette
+from side_core.config import ClassifierConfig, ClassifierTrainConfig, ClusterConfig, SampleConfig, check_seed
+from side_core.data import TrainingSet
+from side_core.embed import embed
+from side_core.errors import SideError
+from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve, in_band, summarize
+from side_core.models import LoadedModel
+from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
+from side_core.sampling import SampleProgress, sample, validate
+from side_core.stages import Sharding, StageMissing, Stages, fill_shards
+from side_core.store import Stage, finite_or_none, read_array, read_tensors, stage_key, write_array, write_tensors
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Run:
+    """A run store at ``root`` for one model and (optionally) one training set."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        model: LoadedModel,
+        data: TrainingSet | None = None,
+        similarity: str = "pixel",
+        sscd_path: str | Path | None = None,
+        bands: Bands | None = None,
+        read_only_roots: tuple[str | Path, ...] = (),
+    ):
+        # Finished stages in read_only_roots are used in place (e.g. the precomputed run in assets/);
+        # anything new is written under root.
+        self.stages = Stages(root, read_only_roots)
+        self.model = model
+        self.data = data
+        self.similarity = make_similarity(similarity, sscd_path, device=model.device)
+        self.sscd_path = str(sscd_path) if sscd_path else None
+        self.fixed_bands = bands
+        if data is not None and (data.channels, data.size) != (model.channels, model.size):
+            raise SideError(
+                f"The training images are {data.channels}x{data.size}x{data.size} but the model makes "
+                f"{model.channels}x{model.size}x{model.size}: load the data for this model's channels and size."
+            )
+
+    @property
+    def root(self) -> Path:
+        return self.stages.root
+
+    def stage(self, name: str, inputs: dict, model_specific: bool = True) -> Stage:
+        """The stage of this name for these inputs (side_core.stages); most are keyed by the model too."""
+        if model_specific:
+            inputs = {"model": self.model.fingerprint, **inputs}
+        return self.stages.get(name, inputs)
+
+    def find(self, stage_name: str) -> Stage:
+        """Reopen a finished stage by its folder name (as stored in reports and targets)."""
+        return self.stages.find(stage_name)
+
+    def stored(self, work: Callable[[Run], T]) -> T | None:
+        """``work(run)`` if every stage it asks for is finished and intact; otherwise None, having
+        made, deleted and repaired nothing.
+
+        One callable both does a piece of work and, through here, answers "is it stored?", so the
+        two can never ask for different stages."""
+        try:
+            return work(self.reading_only())
+        except StageMissing:
+            return None
+
+    def reading_only(self) -> Run:
+        """This run, answering from finished, intact stages only: asking it for any other stage
+        raises :class:`~side_core.stages.StageMissing` (:meth:`Stages.reading_only`)."""
+        view = object.__new__(Run)
+        view.model, view.data, view.similarity = self.model, self.data, self.similarity
+        view.sscd_path, view.fixed_bands = self.sscd_path, self.fixed_bands
+        view.stages = self.stages.reading_only()
+        return view
+
+    # -- 1. generation -------------------------------------------------------------------------
+    def generate(
+        self,
+        n: int,
+        seed: int = 0,
+        config: SampleConfig = SampleConfig(),
+        target: Target | None = None,
+        capture_steps: tuple[int, ...] = (),
+        progress: Callable[[SampleProgress], None] | None = None,
+    ) -> Stage:
+        """Generate ``n`` samples in shards of ``config.batch_size``, shard i from its own seed and,
+        for a guided generation, aimed at ``target.classes`` (side_core.stages.fill_shards: processes
+        sharing the store split the shards, an interrupted generation resumes)."""
+        validate(self.model, config, n)
+        check_seed(seed)
+        if target is None:
+            # Plain sampling ignores guidance settings: share one stage whatever they are.
+            config = replace(config, guidance_scale=0.0, guidance_window=None)
+        inputs = {"n": n, "seed": seed, "sample": config.to_dict(), "target": target.key() if target else None}
+        if capture_steps:
+            inputs["capture_steps"] = list(capture_steps)
+        stage = self.stage("generate", inputs)
+        if stage.done:
+            return stage
+        sharding = Sharding(n, config.batch_size)
+        guide_model = None
+        if target is not None and config.guidance_scale > 0:
+            guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device)
+
+        def make_shard(i: int) -> dict[str, torch.Tensor]:
+            tensors, guidance = {}, None
+            if target is not None:
+                tensors["targets"] = torch.from_numpy(target.classes(seed, sharding, i))
+                if guide_model is not None:
+                    guidance = classifier_guidance(guide_model, tensors["targets"].to(self.model.device))
+            shard_progress = None
+            if progress is not None:
+
+                def shard_progress(p: SampleProgress) -> None:
+                    progress(replace(p, batch=i, n_batches=sharding.count))
+
+            generator = torch.Generator().manual_seed(Sharding.seed(seed, i))
+            result = sample(
+                self.model,
+                sharding.size(i),
+                config,
+                generator,
+                guidance=guidance,
+                progress=shard_progress,
+                capture_steps=capture_steps,
+            )
+            tensors["images"] = result.images
+            for t, frame in result.frames.items():
+                tensors[f"frame_{t:04d}"] = frame
+            return tensors
+
+        return fill_shards(stage, sharding, make_shard)
+
+    def images(self, stage: Stage) -> torch.Tensor:
+        """(N, C, H, W) float32 in [-1, 1]: a generation stage's samples, in order."""
+        return self._shard_tensor(stage, "images")
+
+    def targets(self, stage: Stage) -> torch.Tensor | None:
+        return self._shard_tensor(stage, "targets") if stage.inputs.get("target") else None
+
+    def frames(self, stage: Stage) -> dict[int, torch.Tensor]:
+        """timestep -> (N, C, H, W) predicted x0 at that step, for captured steps."""
+        shards = self._shards(stage)
+        keys = sorted(k for k in shards[0] if k.startswith("frame_"))
+        return {int(k[6:]): torch.cat([s[k] for s in shards]) for k in keys}
+
+    def _shards(self, stage: Stage) -> list[dict[str, torch.Tensor]]:
+        if not stage.done:
+            raise SideError(f"Generation {stage.path.name} is not finished: run it again to complete it.")
+        return [read_tensors(stage.shard(i)) for i in range(stage.summary()["n_shards"])]
+
+    def _shard_tensor(self, stage: Stage, key: str) -> torch.Tensor:
+        return torch.cat([s[key] for s in self._shards(stage)])
+
+    # -- 2. features, clusters, map --------------------------------------------------------------
+    def features(self, generation: Stage, feature: str = "unet") -> Stage:
+        stage = self.stage(
+            "features",
+            {
+                "generation": generation.path.name,
+                "feature": feature,
+                "sscd": self.sscd_path if feature == "sscd" else None,
+            },
+        )
+
+        def make(stage: Stage) -> dict:
+            features = embed(self.images(generation), feature, self.model, self.sscd_path, world=distributed.current())
+            if not distributed.is_main():
+                return {}
+            write_array(stage.file("features.npy"), features)
+            return {}
+
+        return self.stages.build(stage, make, together=True)
+
+    def cluster(self, features: Stage, config: ClusterConfig) -> Stage:
+        stage = self.stage("cluster", {"features": features.path.name, **config.to_dict()})
+
+        def make(stage: Stage) -> dict:
+            f = read_array(features.file("features.npy"))
+            c = cluster(f, config)
+            for name, array in c.to_arrays().items():
+                write_array(stage.file(f"{name}.npy"), array)
+            return {
+                "n_classes": c.n_classes,
+                "background": c.background,
+                "in_classes": int((c.labels < c.n_classes).sum()),
+                "silhouette": finite_or_none(round(silhouette(f, c.kmeans_labels, config.seed), 4)),
+            }
+
+        return self.stages.build(stage, make)
+
+    def pool(self, features: Stage, quantile: float = NEAR_IDENTICAL_QUANTILE) -> Stage:
+        """Near-identical pairs in a generation, from its features (side_core.allocation): each
+        sample's nearest-other similarity, first near-identical partner, and the threshold."""
+        stage = self.stage("pool", {"features": features.path.name, "quantile": quantile})
+
+        def make(stage: Stage) -> dict:
+            nn, threshold, partner = pool_neighbours(l2_normalise(read_array(features.file("features.npy"))), quantile)
+            write_array(stage.file("nn_similarity.npy"), nn)
+            write_array(stage.file("partner.npy"), partner)
+            return {"near_identical": round(threshold, 6), "flagged": int((partner >= 0).sum())}
+
+        return self.stages.build(stage, make)
+
+    def filter(self, pool: Stage, synthetic: Stage) -> Stage:
+        """The Filter baseline on a pool of plain samples: those with a near-identical partner in the
+        pool are reported as memorized, with no classifier and no guided sample. A stage of its own
+        (it reads the whole pool), so a stored comparison, e.g. each app rerun, only reads it.
+
+        Summary: ``flagged``, ``groups``, ``precision_high``, ``extracted`` and ``curve``, entry n-1 of
+        which counts the distinct high-band training images among the samples flagged once only the
+        first n pool samples exist (a sample is flagged when both it and its partner are drawn);
+        ``plain_curve``: the same pool read as plain sampling (UnCond at the budget SIDE spent on it)."""
+        pool_score = self.score(synthetic)
+        stage = self.stage("filter", {"pool": pool.path.name, "score": pool_score.path.name})
+
+        def make(stage: Stage) -> dict:
+            partner = read_array(pool.file("partner.npy"))
+            high = self.bands().high
+            copy = in_band(self.neighbours(pool_score)[0][:, 0], high)
+            flagged = np.flatnonzero(partner >= 0)
+            flagged_at = np.maximum(flagged, partner[flagged])  # reported once its partner is drawn too
+            # every training image in the high band of a flagged sample counts, as in the methods' rows
+            train_vectors = read_tensors(self.reference().file("vectors.safetensors"))["vectors"]
+            similarity = self.similarity.vectors(self.images(synthetic)[flagged]) @ train_vectors.T
+            rows, images = np.nonzero(in_band(similarity.numpy(), high))
+            first_hit = np.full(len(self.data), len(partner), dtype=np.int64)
+            np.minimum.at(first_hit, images, flagged_at[rows])
+            first_hit[first_hit == len(partner)] = -1
+            curve = distinct_curve(first_hit, len(partner))
+            return {
+                "n_generated": len(partner),
+                "near_identical": pool.summary()["near_identical"],
+                "flagged": len(flagged),
+                "groups": int(near_identical_groups(partner).max() + 1),
+                "precision_high": round(100 * float(copy[flagged].mean()), 3) if len(flagged) else None,
+                "extracted": np.flatnonzero(first_hit >= 0).tolist(),
+                "curve": curve.tolist(),
+                "plain_curve": distinct_curve(self.first_hit(pool_score), len(partner)).tolist(),
+            }
+
+        return self.stages.build(stage, make)
+
+    def clustering(self, stage: Stage) -> Clustering:
+        fields = ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")
+        return Clustering(**{k: read_array(stage.file(f"{k}.npy")) for k in fields})
+
+    def map2d(self, features: Stage, method: str = "umap", seed: int = 0) -> Stage:
+        stage = self.stage("map", {"features": features.path.name, "method": method, "seed": seed})
+
+        def make(stage: Stage) -> dict:
+            write_array(stage.file("xy.npy"), map_2d(read_array(features.file("features.npy")), method, seed))
+            return {}
+
+        return self.stages.build(stage, make)
+
+    # -- 3. classifiers --------------------------------------------------------------------------
+    def classifier(
+        self,
+        generation: Stage,
+        clusters: Stage,
+        time_dependent: bool = True,
+        train_config: ClassifierTrainConfig = ClassifierTrainConfig(),
+        width: int = 32,
+        progress: Callable[[int, int, float], None] | None = None,
+        say: Callable[[str], None] = log.info,
+    ) -> Stage:
+        cluster_summary = clusters.summary()
+        n_classes = cluster_summary["n_classes"]
+        config = ClassifierConfig(
+            n_classes=n_classes + int(cluster_summary["background"]),
+            channels=self.model.channels,
+            size=self.model.size,
+            time_dependent=time_dependent,
+            width=width,
+        )
+        inputs = {
+            "generation": generation.path.name,
+            "clusters": clusters.path.name,
+            "config": config.to_dict(),
+            "train": train_config.to_dict(),
+            # Part of every stored classifier's key (the weights are initialised from train.seed);
+            # fixed, so that stored classifiers keep their keys.
+            "seeded_init": True,
+        }
+        stage = self.stage("classifier", inputs)
+
+        def make(stage: Stage) -> dict:
+            kind = "time-dependent" if time_dependent else "time-blind"
+            say(f"training the {kind} classifier ({train_config.steps} steps)")
+            labels = torch.from_numpy(read_array(clusters.file("labels.npy")))
+            model, report = train_classifier(
+                self.images(generation),
+                labels,
+                self.model.scheduler,
+                config,
+                train_config,
+                device=self.model.device,
+                progress=progress,
+                n_targets=n_classes,
+            )
+            if not distributed.is_main():
+                return {}
+            save_classifier(model, report, stage.path)
+            return {"n_classes": n_classes, **report.to_dict()}
+
+        return self.stages.build(stage, make, together=True)
+
+    # -- 4. scoring ------------------------------------------------------------------------------
+    def reference(self) -> Stage:
+        """Training-set vectors under the similarity, their nearest-neighbour similarities, bands."""
+        if self.data is None:
+            raise SideError("Scoring needs the training set: load one (e.g. 'default') for this run.")
+        inputs = {
+            "data": stage_key({"facts": self.data.facts(), "names": self.data.names}),
+            "similarity": self.similarity.to_dict(),
+            "bands": self.fixed_bands.to_dict() if self.fixed_bands else None,
+            "band_rule": None if self.fixed_bands else BAND_RULE,
+        }
+        stage = self.stage("reference", inputs, model_specific=False)
+
+        def make(stage: Stage) -> dict:
+            vectors = self.similarity.vectors(self.data.images)
+            nn_sim, nn_idx = train_nn_similarity(vectors, device=self.model.device)
+            bands = self.fixed_bands or bands_from_train(nn_sim)
+            write_tensors(stage.file("vectors.safetensors"), {"vectors": vectors})
+            write_array(stage.file("nn_similarity.npy"), nn_sim)
+            write_array(stage.file("nn_index.npy"), nn_idx)
+            return {"bands": bands.to_dict(), "n_train": len(self.data)}
+
+        return self.stages.build(stage, make)
+
+    def bands(self) -> Bands:
+        return Bands.from_dict(self.reference().summary()["bands"])
+
+    def score(self, generation: Stage, k: int = 3) -> Stage:
+        """Nearest training images of every sample, and the method's AMS/UMS/p95/extracted."""
+        reference = self.reference()
+        stage = self.stage(
+            "score",
+            {"generation": generation.path.name, "reference": reference.path.name, "k": k},
+            model_specific=False,
+        )
+
+        def make(stage: Stage) -> dict:
+            bands = self.bands()
+            train_vectors = read_tensors(reference.file("vectors.safetensors"))["vectors"]
+            sharding = Sharding(generation.inputs["n"], generation.inputs["sample"]["batch_size"])
+            queries = QueryBlocks(  # one shard at a time: memory does not grow with N_G
+                sharding.sizes,
+                lambda i: self.similarity.vectors(read_tensors(generation.shard(i))["images"]),
+            )
+            world = distributed.current()
+            result = search(queries, train_vectors, k=k, bands=bands, device=self.model.device, world=world)
+            if not world.is_main:
+                return {}
+            write_array(stage.file("similarity.npy"), result.similarity)
+            write_array(stage.file("index.npy"), result.index)
+            for name, first in result.first_hit.items():
+                write_array(stage.file(f"first_hit_{name}.npy"), first)
+            return summarize(result.max_similarity, result.band_hits, bands)
+
+        return self.stages.build(stage, make, together=True)
+
+    def first_hit(self, score: Stage, band: str = "high") -> np.ndarray:
+        """(M,) int64: index of the first sample in ``band`` with each training image (-1: none)."""
+        return read_array(score.file(f"first_hit_{band}.npy"))
+
+    def neighbours(self, score: Stage) -> tuple[np.ndarray, np.ndarray]:
+        """(N, k) similarities (descending) and (N, k) training indices of a scored generation."""
+        return read_array(score.file("similarity.npy")), read_array(score.file("index.npy"))
+
+    def map_points(self, stage: Stage) -> np.ndarray:
+        """(N, 2) float32: a map stage's 2-D positions of the samples."""
+        return read_array(stage.file("xy.npy"))
+
+    def feature_vectors(self, stage: Stage) -> np.ndarray:
+        """(N, D) float32: a features stage's per-sample features."""
+        return read_array(stage.file("features.npy"))
+
+    def train_similarity(self) -> np.ndarray:
+        """(M,) float32: each training image's similarity to its nearest other training image."""
+        return read_array(self.reference().file("nn_similarity.npy"))

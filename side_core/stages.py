@@ -1,0 +1,192 @@
+"""A run's stages: where each is found, made, verified and repaired, and how a generation's shards are
+filled by the processes that share the store (side_core.store holds the files themselves).
+
+- :meth:`Stages.get` returns the stage for some inputs: finished and intact in a read-only root (e.g.
+  the precomputed stages in assets/), or under the run's root, new, finished, or reopened for repair
+  when its files no longer match its manifest.
+- :meth:`Stages.reading_only` is the same store answering only from finished, intact stages: asking it
+  for any other stage raises :class:`StageMissing`; it makes, deletes and repairs nothing. It answers
+  "is this piece of work stored?" by running the work itself (``Run.stored``).
+- :meth:`Stages.build` makes an unfinished stage under its lock; :func:`fill_shards` fills a
+  generation shard by shard, each shard claimed first, so processes split the work between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from side_core import distributed
+from side_core.errors import SideError
+from side_core.store import Stage
+
+log = logging.getLogger(__name__)
+
+# How long a process waits before looking again at the shards another process is making.
+POLL_SECONDS = 0.5
+
+
+class StageMissing(Exception):
+    """A read-only look-up asked for a stage that is not finished and intact (its folder name)."""
+
+
+def _listing(damaged: dict[str, str]) -> str:
+    return "; ".join(f"{name} {why}" for name, why in damaged.items())
+
+
+class Stages:
+    """The stages of a run store at ``root``; finished stages in ``read_only_roots`` are used in place."""
+
+    def __init__(self, root: str | Path, read_only_roots: tuple[str | Path, ...] = ()):
+        self.root = Path(root)
+        self.read_only_roots = tuple(Path(r) for r in read_only_roots)
+        self.read_only = False
+        self._intact: dict[Path, tuple] = {}  # stages verified so far (Stage.damage)
+
+    def reading_only(self) -> Stages:
+        """The same stages, answering only from finished, intact ones (module docstring)."""
+        view = Stages(self.root, self.read_only_roots)
+        view.read_only = True
+        view._intact = self._intact  # what one has verified, the other need not verify again
+        return view
+
+    def get(self, name: str, inputs: dict) -> Stage:
+        """The stage for these inputs: finished and intact in a read-only root, or (new or finished)
+        under root. A finished stage whose files no longer match its manifest is named in a warning,
+        reopened and made again (a read-only copy is left alone and remade under root)."""
+        for root in self.read_only_roots:
+            stage = Stage(root, name, inputs)
+            if stage.done:
+                damaged = stage.damage(self._intact)
+                if not damaged:
+                    return stage
+                if not self.read_only:
+                    log.warning(
+                        "%s is damaged (%s): making it again under %s", stage.path, _listing(damaged), self.root
+                    )
+        stage = Stage(self.root, name, inputs)
+        damaged = stage.damage(self._intact) if stage.done else {}
+        if self.read_only:
+            if not stage.done or damaged:
+                raise StageMissing(stage.path.name)
+            return stage
+        if damaged:
+            log.warning(
+                "%s is damaged (%s): discarding those files and making them again", stage.path, _listing(damaged)
+            )
+            stage.reopen(damaged)
+        return stage
+
+    def find(self, stage_name: str) -> Stage:
+        """Reopen a finished stage by its folder name (as stored in reports and targets)."""
+        for root in (self.root, *self.read_only_roots):
+            if (root / stage_name / "inputs.json").exists():
+                stage = Stage.open(root / stage_name)
+                damaged = stage.damage(self._intact) if stage.done else {}
+                if damaged:
+                    raise SideError(
+                        f"Stage {stage.path} is damaged ({_listing(damaged)}): run the command that made it "
+                        "again, which repairs it."
+                    )
+                return stage
+        raise SideError(f"Stage {stage_name} is not in {self.root}: run the stage that makes it first.")
+
+    def build(self, stage: Stage, make: Callable[[Stage], dict], together: bool = False) -> Stage:
+        """Make an unfinished stage under its lock: ``make(stage)`` writes the files and returns the
+        summary. A process that waited for the lock finds the stage done and reuses it.
+
+        ``together``: under a launcher every process runs ``make`` (it splits rows between them or
+        trains with DDP); the main process holds the lock and finishes the stage, ``make`` writes
+        only there, and the others wait for it."""
+        world = distributed.current() if together else distributed.World()
+        if stage.done and world.size == 1:
+            return stage
+        if self.read_only:
+            raise StageMissing(stage.path.name)
+        with stage.lock() if world.is_main else contextlib.nullcontext():
+            if world.agree(stage.done):  # the main process's answer, under its lock: all take one branch
+                return stage
+            if world.is_main:
+                stage.begin()
+            started = time.perf_counter()
+            summary = make(stage)
+            if world.is_main:
+                stage.finish({**summary, "seconds": round(time.perf_counter() - started, 2)})
+        world.barrier()
+        return stage
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """``n`` samples made in shards of ``batch_size``, shard ``i`` from its own seed, so that any
+    process can make any shard and get the same samples."""
+
+    n: int
+    batch_size: int
+
+    @property
+    def count(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def size(self, i: int) -> int:
+        """Samples in shard ``i`` (the last one may hold fewer)."""
+        return min(self.batch_size, self.n - i * self.batch_size)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(self.size(i) for i in range(self.count))
+
+    @staticmethod
+    def seed(seed: int, i: int) -> int:
+        """The seed of shard ``i`` of a generation with seed ``seed``."""
+        return seed * 100_003 + i
+
+
+def fill_shards(
+    stage: Stage,
+    sharding: Sharding,
+    make_shard: Callable[[int], dict[str, torch.Tensor]],
+) -> Stage:
+    """Make the missing shards of a generation stage; ``make_shard(i)`` returns shard i's tensors.
+
+    Each shard is claimed before it is made, so processes sharing the store split the work between
+    them; verified shards are kept (an interrupted generation resumes) and damaged ones are made
+    again. Under a launcher each process makes its share; the stage is finished by whichever process
+    sees every shard verified."""
+    if stage.done:
+        return stage
+    stage.begin()
+    started = time.perf_counter()
+    world = distributed.current()  # launched processes make shards i = rank (mod world size)
+    pending = list(world.shards(sharding.count))
+    while pending:
+        busy = []  # shards another process is making
+        for i in pending:
+            if stage.shard_ok(i):
+                continue
+            with stage.claim_shard(i) as mine:
+                if not mine:
+                    busy.append(i)
+                    continue
+                problem = stage.shard_problem(i)  # again: another process may have just made it
+                if problem is None:
+                    continue
+                if problem != "missing":
+                    log.warning("shard %s %s: making it again", stage.shard(i), problem)
+                stage.write_shard(i, make_shard(i))
+        pending = busy
+        if busy:
+            time.sleep(POLL_SECONDS)
+    world.barrier()  # every process's shards are made
+    if all(stage.shard_ok(i) for i in range(sharding.count)):
+        with stage.lock():
+            if not stage.done:
+                seconds = round(time.perf_counter() - started, 2)
+                stage.finish({"n": sharding.n, "n_shards": sharding.count, "seconds": seconds})
+    return stage
