@@ -40,10 +40,8 @@ with views.errors_shown():
             state.CONFIG.set(new)
             st.rerun()  # draw the new stages, sidebar included
 
-trained = {
-    method: found.classifiers[method]
-    for method in ("side", "cond")
-    if (found := jobs.surrogate(config, (method,)).stored(run)) is not None
+trained = {  # method -> the surrogate with that classifier, for each one stored
+    method: found for method in ("side", "cond") if (found := jobs.surrogate(config, (method,)).stored(run)) is not None
 }
 if "side" not in trained:
     st.info(f"No classifier is stored for these classes at {config.classifier_train.steps} steps: press **Train**.")
@@ -79,22 +77,22 @@ if report is not None:
 
 st.subheader("Held-out accuracy on the target classes, per timestep quartile")
 names = {"side": "SIDE (time-dependent)", "cond": "Cond (time-blind)"}
-summaries = {method: stage.summary() for method, stage in trained.items()}
-side = summaries["side"]
+reports = {method: found.classifier_report(method) for method, found in trained.items()}
+side = reports["side"]
 cols = st.columns(4)
 cols[0].metric(
-    f"Accuracy, t {side['quartiles'][0][0]}-{side['quartiles'][0][1]}",
-    f"{side['accuracy'][0]:.0%}",
-    f"{side['accuracy'][0] / side['chance']:.1f}x chance",
+    f"Accuracy, t {side.quartiles[0][0]}-{side.quartiles[0][1]}",
+    f"{side.accuracy[0]:.0%}",
+    f"{side.accuracy[0] / side.chance:.1f}x chance",
     delta_color="off",
     delta_arrow="off",
 )
-cols[1].metric("Clean accuracy (t = 0)", f"{side['clean_accuracy']:.0%}")
+cols[1].metric("Clean accuracy (t = 0)", f"{side.clean_accuracy:.0%}")
 cols[2].metric(
-    "Chance", f"{side['chance']:.1%}", f"1 in {round(1 / side['chance'])} labels", delta_color="off", delta_arrow="off"
+    "Chance", f"{side.chance:.1%}", f"1 in {round(1 / side.chance)} labels", delta_color="off", delta_arrow="off"
 )
-cols[3].metric("Training time", f"{side['seconds']:.0f} s")
-st.plotly_chart(views.accuracy_figure(summaries, names))
+cols[3].metric("Training time", f"{trained['side'].seconds('side')['classifier']:.0f} s")
+st.plotly_chart(views.accuracy_figure(reports, names))
 st.caption(
     "Top-1 accuracy on held-out class members noised at t drawn inside each quartile (the time-blind classifier gets "
     "the same x_t without t). At large t, x_t is mostly noise and no classifier can name the class; guidance there "
@@ -103,5 +101,5 @@ st.caption(
 )
 
 st.subheader("Training loss")
-st.plotly_chart(views.loss_figure(summaries, names))
+st.plotly_chart(views.loss_figure(reports, names))
 views.page_link(state.GUIDED_PAGE, "Guide sampling toward a class")

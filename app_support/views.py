@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 
 from app_support import state
+from side_core.classifier import ClassifierReport
 from side_core.cluster import ClassEvidence, Clustering, band_counts
 from side_core.config import ExtractionConfig
 from side_core.errors import SideError
@@ -305,24 +306,24 @@ def band_histogram(train_similarity: np.ndarray, bands: Bands, similarity_name: 
     return figure
 
 
-def accuracy_figure(summaries: dict[str, dict], names: dict[str, str]) -> go.Figure:
+def accuracy_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
     """Held-out accuracy per timestep quartile, each bar labelled (0% too), chance drawn, the y axis
     from 0 to a little above the highest value so that small accuracies stay readable."""
     figure = go.Figure()
     top = 0.0
-    for method, summary in summaries.items():
-        accuracy = summary["accuracy"]
-        top = max(top, *accuracy, summary["chance"])
+    for method, report in reports.items():
+        accuracy = report.accuracy
+        top = max(top, *accuracy, report.chance)
         figure.add_trace(
             go.Bar(
-                x=[f"t {low}-{high}" for low, high in summary["quartiles"]],
+                x=[f"t {low}-{high}" for low, high in report.quartiles],
                 y=accuracy,
                 name=names[method],
                 text=[f"{a:.0%}" for a in accuracy],
                 textposition="outside",
             )
         )
-    chance = next(iter(summaries.values()))["chance"]
+    chance = next(iter(reports.values())).chance
     figure.add_hline(
         y=chance, line_dash="dash", annotation_text=f"chance {chance:.0%}", annotation_position="top right"
     )
@@ -433,10 +434,10 @@ def page_link(page: str, label: str) -> None:
     st.page_link(f"app_pages/{page}", label=label, icon=":material/arrow_forward:")
 
 
-def loss_figure(summaries: dict[str, dict], names: dict[str, str]) -> go.Figure:
+def loss_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
     figure = go.Figure()
-    for method, summary in summaries.items():
-        history = summary["loss_history"]
+    for method, report in reports.items():
+        history = report.loss_history
         figure.add_trace(go.Scatter(x=[s for s, _ in history], y=[loss for _, loss in history], name=names[method]))
     figure.update_layout(xaxis_title="step", yaxis_title="cross-entropy (smoothed)", height=300, margin={"t": 20})
     return figure

@@ -57,10 +57,10 @@ def test_inspect_a_class_and_guide_toward_it(open_app):
 
 def test_umap_button_stores_the_map_and_offers_it(open_app, monkeypatch):
     """The button makes the UMAP stage; here a PCA stands in for UMAP (its import and JIT take a minute)."""
-    import side_core.pipeline
+    import side_core.run
     from side_core.cluster import map_2d
 
-    monkeypatch.setattr(side_core.pipeline, "map_2d", lambda f, method, seed: map_2d(f, "pca", seed))
+    monkeypatch.setattr(side_core.run, "map_2d", lambda f, method, seed: map_2d(f, "pca", seed))
     at = open_app(CLUSTER_PAGE)
     assert at.segmented_control[0].options == ["PCA"]
     button(at, "Compute UMAP map").click().run()
