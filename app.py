@@ -7,7 +7,7 @@ that page without this frame (no session defaults: a KeyError) or see "Page not 
 
 import streamlit as st
 
-from app_support import jobs, resources, state, views
+from app_support import access, jobs, resources, state, views
 from side_core.errors import SideError
 
 st.set_page_config(page_title="SIDE Explorer", page_icon=":material/face_retouching_off:", layout="wide")
@@ -37,8 +37,11 @@ try:
 except SideError:  # the Model and data page shows the message, with the form to fix it
     stored = None
 views.sidebar(env, config, stored)
+visitor = access.current()  # locked or not: what this visitor may open (app_support.access)
+st.sidebar.caption(f"{':material/lock:' if visitor.locked else ':material/lock_open:'} {visitor.reason}")
 
-for problem in env.problems:  # bad environment values: named, with the fix; the app runs on defaults
+# bad environment values: named, with the fix; the app runs on defaults
+for problem in (*env.problems, *visitor.policy.problems):
     st.error(problem, icon=":material/error:")
 with views.errors_shown():  # bad input the page did not catch itself is still a message, never a traceback
     page.run()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support import forms, resources, views
+from app_support import access, forms, resources, views
 
 st.title("Model and data")
 st.markdown(
@@ -12,7 +12,7 @@ st.markdown(
 )
 
 with views.errors_shown():
-    opened = forms.open_model()
+    opened = forms.open_model(access.current())
     if opened is not None:
         resources.open_specs(*opened)
         st.rerun()

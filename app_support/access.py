@@ -116,7 +116,7 @@ class Access:
     """What one visitor may open, and the caps they meet (``limits`` is None when unlocked)."""
 
     locked: bool
-    reason: str  # one line for the sidebar: why this visitor is (un)locked
+    reason: str  # one sentence for the sidebar and the refusals: why this visitor is (un)locked
     policy: Policy = field(default_factory=Policy)
 
     @property
@@ -150,7 +150,7 @@ class Access:
         offered = ", ".join(f"'{name}'" for name in self.named(kind))
         folders = ", ".join(str(folder) for folder in self.policy.allowed_dirs) or "none listed"
         raise SideError(
-            f"{problem} ({self.reason}). Choose {offered} or a folder inside the allowed folders ({folders}); "
+            f"{problem}. {self.reason}. Choose {offered} or a folder inside the allowed folders ({folders}); "
             f"{fix}, or unlocks the app for everyone with {MODE_VAR}=0 (see the README's 'For teachers')."
         )
 
@@ -168,14 +168,14 @@ class Access:
 def decide(policy: Policy, address: str | None) -> Access:
     """Locked or not, for a visitor at ``address`` (LOOPBACK, an IP, or None when unknown)."""
     if policy.mode == "unlocked":
-        return Access(False, f"{MODE_VAR}=0: unlocked for every visitor", policy)
+        return Access(False, f"Unlocked for every visitor ({MODE_VAR}=0)", policy)
     if policy.mode == "locked":
-        return Access(True, f"{MODE_VAR}=1: locked for every visitor", policy)
+        return Access(True, f"Locked for every visitor ({MODE_VAR}=1)", policy)
     if address is None:
-        return Access(True, "locked: the server cannot tell where you connect from", policy)
+        return Access(True, "Locked: the server cannot tell where you connect from", policy)
     if is_loopback(address):
-        return Access(False, "unlocked: you are on the server's own machine", policy)
-    return Access(True, f"locked: you connect from {address}, not from the server's own machine", policy)
+        return Access(False, "Unlocked: you are on the server's own machine", policy)
+    return Access(True, f"Locked: you connect from {address}, not from the server's own machine", policy)
 
 
 def visitor_address() -> str | None:

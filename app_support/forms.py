@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from app_support import state
+from app_support import access, state
 from side_core.config import UNKEPT, ExtractionConfig
 from side_core.errors import SideError
 
@@ -43,25 +43,44 @@ def steps_hint(num_steps: int) -> str | None:
     )
 
 
-def open_model() -> tuple[str, str, int | None] | None:
-    """(model spec, training-set spec, first N images or None) to open."""
+MODEL_HELP = (
+    "'default' (bundled, 100 LFW faces), 'faces100-memorized' (the same faces, memorized), 'faces40' (40 faces), a "
+    "local diffusers folder (DDPMPipeline.save_pretrained or a UNet2DModel folder), or a hub id such as "
+    "google/ddpm-cifar10-32 (online only)."
+)
+DATA_HELP = (
+    "'default' (the bundled LFW faces) or a folder of images; they are converted to the model's channels and size."
+)
+LOCKED_HELP = " On this shared server: the bundled ones and the folders the operator allows (see the sidebar)."
+
+
+def _spec_field(where, label: str, value: str, help: str, key: str, offered: list[str] | None) -> str:
+    """A model or data spec: typed freely, or (``offered``: a locked visitor) picked from what the
+    server offers, where anything typed in is checked when the form is submitted (access.Access.allow)."""
+    if offered is None:
+        return where.text_input(label, value=value, help=help, key=key)
+    options = list(dict.fromkeys([value, *offered]))
+    return where.selectbox(
+        label, options, index=0, help=help + LOCKED_HELP, key=f"{key}_offered", accept_new_options=True
+    )
+
+
+def open_model(visitor: access.Access) -> tuple[str, str, int | None] | None:
+    """(model spec, training-set spec, first N images or None) to open; a locked ``visitor`` picks
+    among what the server offers."""
     with st.form("open"):
         left, middle, right = st.columns([3, 3, 1])
-        model_spec = left.text_input(
-            "Model",
-            value=state.MODEL.get(),
-            help="'default' (bundled, 100 LFW faces), 'faces100-memorized' (the same faces, memorized), 'faces40' "
-            "(40 faces), a local diffusers folder "
-            "(DDPMPipeline.save_pretrained or a UNet2DModel folder), or a hub id such as google/ddpm-cifar10-32 "
-            "(online only).",
-            key="open_model",
+        locked = visitor.locked
+        model_spec = _spec_field(
+            left, "Model", state.MODEL.get(), MODEL_HELP, "open_model", visitor.choices("model") if locked else None
         )
-        data_spec = middle.text_input(
+        data_spec = _spec_field(
+            middle,
             "Training set",
-            value=state.DATA.get(),
-            help="'default' (the bundled LFW faces) or a folder of images; they are converted to the model's "
-            "channels and size.",
-            key="open_data",
+            state.DATA.get(),
+            DATA_HELP,
+            "open_data",
+            visitor.choices("data") if locked else None,
         )
         n_data = right.number_input(
             "First N images",
@@ -73,7 +92,7 @@ def open_model() -> tuple[str, str, int | None] | None:
         if not st.form_submit_button("Open", type="primary"):
             return None
     within("First N images", n_data, 0, 10**9, " (0 keeps all)")
-    return model_spec.strip(), data_spec.strip(), int(n_data) or None
+    return (model_spec or "").strip(), (data_spec or "").strip(), int(n_data) or None
 
 
 def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:

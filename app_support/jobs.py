@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 import streamlit as st
 import torch
 
-from app_support import resources, state
+from app_support import access, limits, resources, state
 from app_support.views import LiveGrid, Progress, errors_shown
 from side_core.config import ExtractionConfig
 from side_core.pipeline import METHODS, Run, Surrogate, build_surrogate, extract, guidance_sweep
@@ -32,10 +32,11 @@ T = TypeVar("T")
 # -- the queue --------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # a ticket equals only itself: two tabs asking for the same job hold two places
 class Ticket:
     title: str
     units: float  # the job's size in its own units (e.g. denoising steps x samples), for the estimate
+    owner: str = ""  # the session that queued it (state.SESSION), for the per-session cap
     started: float | None = None  # time.monotonic() when it began running
 
 
@@ -48,11 +49,16 @@ class JobQueue:
     tickets: list[Ticket] = field(default_factory=list)  # the running job first, then the waiting ones
     history: dict[str, list[float]] = field(default_factory=dict)  # title -> seconds per unit, recent first
 
-    def join(self, title: str, units: float) -> Ticket:
+    def join(self, title: str, units: float, owner: str = "") -> Ticket:
         with self.condition:
-            ticket = Ticket(title, max(units, 1.0))
+            ticket = Ticket(title, max(units, 1.0), owner)
             self.tickets.append(ticket)
             return ticket
+
+    def queued_units(self, owner: str) -> float:
+        """The units ``owner`` has running or waiting."""
+        with self.condition:
+            return sum(ticket.units for ticket in self.tickets if ticket.owner == owner)
 
     def wait_turn(self, ticket: Ticket, timeout: float) -> bool:
         """True once ``ticket`` runs; False if it still waits after ``timeout`` seconds."""
@@ -108,9 +114,15 @@ def job_queue() -> JobQueue:
 
 @contextlib.contextmanager
 def _turn(title: str, units: float) -> Iterator[None]:
-    """Wait for this server's earlier jobs (showing the place in the queue), then run the block."""
+    """Wait for this server's earlier jobs (showing the place in the queue), then run the block. A
+    locked visitor's job is first checked against the shared server's caps (app_support.limits)."""
     queue = job_queue()
-    ticket = queue.join(title, units)
+    owner = state.SESSION.get()
+    caps = access.current().limits
+    if caps is not None:
+        limits.check_run_store(caps, state.read_env().runs)
+        limits.check_work(caps, units, queue.queued_units(owner))
+    ticket = queue.join(title, units, owner)
     finished = False
     try:
         if not queue.wait_turn(ticket, timeout=0):

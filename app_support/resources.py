@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_support import state
+from app_support import access, state
 from side_core.cluster import ClassEvidence, rank_classes, representatives
 from side_core.data import TrainingSet, load_training_set
 from side_core.errors import SideError
@@ -90,7 +90,10 @@ def _representatives(_run: Run, features: Path, clusters: Path, per_class: int) 
 
 
 def open_specs(model_spec: str, data_spec: str, n_data: int | None) -> None:
-    """Load a model and training set (raising SideError on bad input) and make them this session's."""
+    """Load a model and training set (raising SideError on bad input, or on what this visitor may not
+    open: app_support.access) and make them this session's."""
+    visitor = access.current()
+    model_spec, data_spec = visitor.allow(model_spec, "model"), visitor.allow(data_spec, "data")
     model = cached_model(model_spec)
     cached_training_set(data_spec, model.channels, model.size, n_data)
     state.MODEL.set(model_spec)

@@ -14,6 +14,7 @@ Environment (all optional; the defaults open the bundled model and the precomput
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -140,7 +141,9 @@ TARGET: Key[int | None] = Key("target_class", lambda env: None)
 GUIDED: Key[GuidedRequest | None] = Key("guided_request", lambda env: None)  # the last guided generation shown
 COMPARE: Key[CompareRequest] = Key("compare_request", lambda env: CompareRequest())  # comparison and sweep settings
 SWEEP: Key[tuple[float, ...]] = Key("sweep_scales", lambda env: SWEEP_SCALES)  # the guidance scales of the sweep
-KEYS = (MODEL, DATA, N_DATA, CONFIG, TARGET, GUIDED, COMPARE, SWEEP)
+# Names this session's jobs in the server's queue (app_support.jobs), for the per-session cap.
+SESSION: Key[str] = Key("session_id", lambda env: uuid.uuid4().hex)
+KEYS = (MODEL, DATA, N_DATA, CONFIG, TARGET, GUIDED, COMPARE, SWEEP, SESSION)
 
 
 def init_state(env: Env) -> None:

@@ -39,6 +39,7 @@ def app_env(monkeypatch, tiny_model_dir, tiny_data_dir, tiny_store, tmp_path) ->
     monkeypatch.setenv("SIDE_STORE", str(tiny_store))
     monkeypatch.delenv("SIDE_N_DATA", raising=False)
     monkeypatch.setenv("SIDE_THREADS", "1")  # as tests/conftest.py: tiny tensors, 2 shared cores
+    monkeypatch.setenv("SIDE_LOCKED", "0")  # the operator's app; tests/app/test_access.py locks it
     return tmp_path / "runs"
 
 

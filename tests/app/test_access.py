@@ -4,13 +4,17 @@ locked visitor may open (paths resolved before they are checked), and the refusa
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from app_support import access, limits
+from app_support import access, limits, state
 from app_support.access import LOOPBACK, Policy, decide, is_loopback, read_policy
 from side_core.errors import SideError
+
+from .helpers import TINY, button, metrics
 
 
 @pytest.mark.parametrize("address", [LOOPBACK, "127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1"])
@@ -157,3 +161,69 @@ def test_the_run_store_cap_counts_the_bytes_under_the_runs_folder(tmp_path):
     with pytest.raises(SideError, match="holds 0.00 GB, more than the 3.9e-06 GB") as err:
         limits.check_run_store(limits.Limits(runs_gb=3900 / limits.GB), runs)
     assert "SIDE_MAX_RUNS_GB" in str(err.value) and str(runs) in str(err.value)
+
+
+# -- in the app ---------------------------------------------------------------------------------------
+@pytest.fixture
+def locked_app(open_app, monkeypatch, tmp_path, tiny_data_dir):
+    """The app as a visitor whose address the server does not know sees it (AppTest has no browser
+    connection, so SIDE_LOCKED=auto locks it), with an allowed folder holding a copy of the tiny
+    images and a symlink that leads back out to them."""
+    allowed, secret = tmp_path / "class", tmp_path / "secret"
+    shutil.copytree(tiny_data_dir, allowed / "faces")
+    shutil.copytree(tiny_data_dir, secret)
+    (allowed / "escape").symlink_to(secret, target_is_directory=True)
+    monkeypatch.setenv("SIDE_LOCKED", "auto")
+    monkeypatch.setenv("SIDE_ALLOWED_DIRS", str(allowed))
+    return open_app(), allowed, secret
+
+
+def test_a_locked_visitor_picks_among_what_the_server_offers(locked_app, tiny_model_dir, tiny_data_dir):
+    """AppTest cannot type a new option into a select box (a browser can: test_a_visitor_on_the_network_*
+    below), so here the locked pickers' offers are checked, and an allowed folder opened."""
+    at, allowed, secret = locked_app
+    assert any(c.value.startswith(":material/lock: Locked: the server cannot tell") for c in at.sidebar.caption)
+    assert not at.text_input  # pickers, not free text
+    model, data = at.selectbox
+    # what is open first, then the bundled ones and the operator's, then the allowed folders
+    assert model.options == [str(tiny_model_dir), "default", "faces100-memorized", "faces40"]
+    assert data.options == [str(tiny_data_dir), "default", str((allowed / "faces").resolve())]
+    data.set_value(str((allowed / "faces").resolve()))
+    button(at, "Open").click().run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith(f"12 images from {(allowed / 'faces').resolve()}") for c in at.caption)
+
+
+def test_the_operator_on_an_unlocked_server_types_any_path(open_app, monkeypatch, tmp_path, tiny_data_dir):
+    shutil.copytree(tiny_data_dir, tmp_path / "anywhere")
+    monkeypatch.setenv("SIDE_LOCKED", "0")
+    at = open_app()
+    assert any(c.value.startswith(":material/lock_open: Unlocked for every visitor") for c in at.sidebar.caption)
+    at.text_input[1].set_value(str(tmp_path / "anywhere"))
+    button(at, "Open").click().run()
+    assert not at.exception and not at.error
+    assert any(c.value.startswith(f"12 images from {tmp_path / 'anywhere'}") for c in at.caption)
+
+
+def test_a_locked_visitors_job_meets_the_caps_and_the_operators_does_not(open_app, monkeypatch, app_env):
+    monkeypatch.setenv("SIDE_LOCKED", "1")
+    monkeypatch.setenv("SIDE_MAX_SESSION_WORK", "100")  # the job: 40 samples x 25 steps = 1,000 units
+    at = open_app(page=state.CLUSTER_PAGE, config=replace(TINY, n_syn=40))
+    button(at, "Generate and cluster").click().run()
+    assert not at.exception
+    (refusal,) = [e.value for e in at.error]
+    assert refusal.startswith("This job is 1,000 units of work") and "SIDE_MAX_SESSION_WORK" in refusal
+    assert not list(app_env.rglob("*.safetensors"))  # refused before any work
+
+    monkeypatch.setenv("SIDE_MAX_SESSION_WORK", "0")
+    monkeypatch.setenv("SIDE_MAX_RUNS_GB", str(10 / limits.GB))  # 10 bytes: the store is over it already
+    app_env.mkdir(parents=True, exist_ok=True)
+    (app_env / "old.bin").write_bytes(b"x" * 11)
+    button(at, "Generate and cluster").click().run()
+    (refusal,) = [e.value for e in at.error]
+    assert "holds 0.00 GB, more than the 1e-08 GB" in refusal and "SIDE_MAX_RUNS_GB" in refusal
+
+    monkeypatch.setenv("SIDE_LOCKED", "0")  # the operator: no caps
+    button(at, "Generate and cluster").click().run()
+    assert not at.exception and not at.error
+    assert metrics(at)["Samples"] == "40"
