@@ -72,6 +72,18 @@ def test_queue_serves_in_order_and_says_where_a_job_stands():
     assert queue.tickets == []
 
 
+def test_equal_jobs_from_two_tabs_hold_two_places():
+    """A class pressing Generate with the same settings: each tab is told its own place, and one
+    leaving (a closed tab) frees its own place, not the other's."""
+    queue = jobs.JobQueue()
+    running, mine, theirs = (queue.join("Guided", 400, owner) for owner in ("a", "b", "c"))
+    assert queue.wait_message(mine).startswith("Queued: position 2 of 3")
+    assert queue.wait_message(theirs).startswith("Queued: position 3 of 3")
+    assert queue.queued_units("c") == 400 and queue.queued_units("nobody") == 0
+    queue.leave(theirs, finished=False)
+    assert queue.tickets == [running, mine] and queue.tickets[1] is mine
+
+
 def test_parse_scales():
     assert forms.parse_scales("4, 0 ,1; 2.5 2") == (0.0, 1.0, 2.0, 2.5, 4.0)
     for bad in ("", "1, x", "-1", "1000"):
