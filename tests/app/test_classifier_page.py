@@ -23,6 +23,7 @@ def test_shows_the_stored_classifiers(open_app):
 
 def test_train_from_the_button(open_app, app_env):
     at = open_app(CLASSIFIER_PAGE)
+    assert not at.exception
     at.number_input(key="steps").set_value(12)
     at.checkbox[0].set_value(False)
     button(at, "Train").click().run()
@@ -35,6 +36,7 @@ def test_train_from_the_button(open_app, app_env):
 
 def test_out_of_range_steps_are_refused(open_app):
     at = open_app(CLASSIFIER_PAGE)
+    assert not at.exception
     submit(at, "Train", steps=0)
     assert "Training steps = 0 is out of range" in at.error[0].value
 

@@ -33,6 +33,7 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
 
 def test_out_of_range_input_is_refused_with_a_message(open_app):
     at = open_app(CLUSTER_PAGE)
+    assert not at.exception
     submit(at, "Generate and cluster", k=40)  # K > N_syn = 32
     assert "Clusters K = 40 is out of range: use 2 to 31" in at.error[0].value
     assert at.session_state[state.CONFIG.name].cluster.k == 3  # the last good settings stay
@@ -62,6 +63,7 @@ def test_umap_button_stores_the_map_and_offers_it(open_app, monkeypatch):
 
     monkeypatch.setattr(side_core.run, "map_2d", lambda f, method, seed: map_2d(f, "pca", seed))
     at = open_app(CLUSTER_PAGE)
+    assert not at.exception
     assert at.segmented_control[0].options == ["PCA"]
     button(at, "Compute UMAP map").click().run()
     assert not at.exception

@@ -44,6 +44,7 @@ def test_opens_on_the_most_promising_class_and_generates(open_app, app_env):
 
 def test_weak_class_button_and_reopening_reuse_the_store(open_app, app_env):
     at = open_app(GUIDED_PAGE)
+    assert not at.exception
     weak = int(at.selectbox(key=state.TARGET.name).options[-1].split(" ")[1])
     button(at, next(b.label for b in at.button if b.label.startswith("Try a weak class"))).click().run()
     assert at.selectbox(key=state.TARGET.name).value == weak
@@ -64,6 +65,7 @@ def test_weak_class_button_and_reopening_reuse_the_store(open_app, app_env):
 def test_the_chosen_class_stays_while_other_pages_are_open(open_app):
     """The picker is bound to the session's target: leaving the page and coming back keeps the choice."""
     at = open_app(GUIDED_PAGE)
+    assert not at.exception
     options = at.selectbox(key=state.TARGET.name).options
     weak = int(options[-1].split(" ")[1])  # the last of the ranking: never the default
     at.selectbox(key=state.TARGET.name).select(weak).run()
@@ -77,6 +79,7 @@ def test_the_chosen_class_stays_while_other_pages_are_open(open_app):
 
 def test_out_of_range_and_few_steps(open_app):
     at = open_app(GUIDED_PAGE)
+    assert not at.exception
     submit(at, "Generate", n=100_000)
     assert "Samples = 100000 is out of range: use 1 to 256" in at.error[0].value
     submit(at, "Generate", n=2, num_steps=1)
@@ -94,6 +97,7 @@ def test_asks_for_a_classifier_first(open_app):
 def test_a_second_generation_uses_the_new_settings(open_app):
     """The form keeps its widgets across generations, so a changed seed is what the next run uses."""
     at = open_app(GUIDED_PAGE)
+    assert not at.exception
     submit(at, "Generate", num_steps=5, n=2)
     submit(at, "Generate", seed=7)
     assert at.session_state[state.GUIDED.name].seed == 7
