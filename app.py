@@ -30,15 +30,15 @@ page = st.navigation(
     ]
 )
 
-# The shared sidebar: what is open, the current configuration, and which of its stages are stored.
+# The shared sidebar: what is open, the current configuration, which of its stages are stored, and
+# whether this visitor is locked (what a visitor may open: app_support.access).
 config = state.CONFIG.get()
 try:
     stored = jobs.stored_stages(resources.open_run(), config)
 except SideError:  # the Model and data page shows the message, with the form to fix it
     stored = None
-views.sidebar(env, config, stored)
-visitor = access.current()  # locked or not: what this visitor may open (app_support.access)
-st.sidebar.caption(f"{':material/lock:' if visitor.locked else ':material/lock_open:'} {visitor.reason}")
+visitor = access.current()
+views.sidebar(env, config, stored, visitor)
 
 # bad environment values: named, with the fix; the app runs on defaults
 for problem in (*env.problems, *visitor.policy.problems):

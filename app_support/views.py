@@ -13,6 +13,7 @@ import streamlit as st
 import torch
 
 from app_support import state
+from app_support.access import Access
 from side_core.classifier import ClassifierReport
 from side_core.cluster import ClassEvidence, Clustering, band_counts
 from side_core.config import ExtractionConfig
@@ -452,9 +453,9 @@ def shown_path(path: Path) -> str:
     return str(path.relative_to(state.PROJECT)) if path.is_relative_to(state.PROJECT) else str(path)
 
 
-def sidebar(env: state.Env, config: ExtractionConfig, stored: dict[str, bool] | None) -> None:
-    """What is open, the current configuration, and which of its stages are ``stored`` (None: the
-    model or data did not load)."""
+def sidebar(env: state.Env, config: ExtractionConfig, stored: dict[str, bool] | None, visitor: Access) -> None:
+    """What is open, the current configuration, which of its stages are ``stored`` (None: the model
+    or data did not load), and whether this ``visitor`` is locked and why."""
     with st.sidebar:
         st.caption(f"Model: `{state.MODEL.get()}` · data: `{state.DATA.get()}`")
         st.caption(
@@ -472,3 +473,4 @@ def sidebar(env: state.Env, config: ExtractionConfig, stored: dict[str, bool] | 
                 )
             )
         st.caption(f"Run store: `{shown_path(env.runs)}` (+ read-only `{shown_path(env.store)}`)")
+        st.caption(f"{':material/lock:' if visitor.locked else ':material/lock_open:'} {visitor.reason}")
