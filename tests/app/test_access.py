@@ -3,18 +3,34 @@ locked visitor may open (paths resolved before they are checked), and the refusa
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
+import socket
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import psutil  # installed with accelerate
 import pytest
+from playwright.sync_api import expect, sync_playwright
 
 from app_support import access, limits, state
 from app_support.access import LOOPBACK, Policy, decide, is_loopback, read_policy
 from side_core.errors import SideError
 
 from .helpers import TINY, button, metrics
+from .test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PROJECT,
+    START_TIMEOUT_S,
+    STEP_TIMEOUT_MS,
+    free_port,
+    settle,
+    wait_healthy,
+)
 
 
 @pytest.mark.parametrize("address", [LOOPBACK, "127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1"])
@@ -227,3 +243,120 @@ def test_a_locked_visitors_job_meets_the_caps_and_the_operators_does_not(open_ap
     button(at, "Generate and cluster").click().run()
     assert not at.exception and not at.error
     assert metrics(at)["Samples"] == "40"
+
+
+# -- in a real browser, from a real address ---------------------------------------------------------------
+def network_address() -> str | None:
+    """An IPv4 address of this machine other than loopback: a connection to it from here has it as its
+    peer, as a student's connection has theirs (the traffic never leaves the machine)."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET:
+                ip = ipaddress.ip_address(address.address)
+                if not (ip.is_loopback or ip.is_link_local):
+                    return address.address
+    return None
+
+
+def type_into(page, label: str, text: str) -> None:
+    """Type into a select box that accepts new options (the locked pickers), or into a text field."""
+    field = page.locator(f'input[aria-label="{label}"]')
+    field.click()
+    field.fill(text)
+    if field.get_attribute("role") == "combobox":
+        page.get_by_role("option", name=f"Add: {text}").click()
+
+
+def press_open(page) -> None:
+    page.locator('[data-testid$="FormSubmit"]').filter(has_text="Open").click()  # the select boxes have "Open" too
+    settle(page)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Debian's chromium is not installed at {CHROMIUM}")
+def test_a_visitor_on_the_network_is_refused_and_the_operator_on_loopback_is_not(
+    tiny_model_dir, tiny_data_dir, tiny_store, tmp_path
+):
+    """One server listening on every interface, as `streamlit run app.py` does, in SIDE_LOCKED=auto:
+    opened through this machine's network address the app is locked; through 127.0.0.1 it is not."""
+    lan = network_address()
+    if lan is None:
+        pytest.skip("this machine has no network address besides loopback to connect from")
+    secret = shutil.copytree(tiny_data_dir, tmp_path / "secret")
+    (tmp_path / "class").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDE_")}
+    env.update(
+        SIDE_MODEL=str(tiny_model_dir),
+        SIDE_DATA=str(tiny_data_dir),
+        SIDE_RUNS=str(tmp_path / "runs"),
+        SIDE_STORE=str(tiny_store),
+        SIDE_THREADS="1",
+        SIDE_ALLOWED_DIRS=str(tmp_path / "class"),
+    )
+    port = free_port()
+    with open(tmp_path / "streamlit.log", "w") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.headless=true",
+                f"--server.port={port}",
+                "--server.address=0.0.0.0",
+                "--server.fileWatcherType=none",
+                "--browser.gatherUsageStats=false",
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, START_TIMEOUT_S)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                student = browser.new_page()
+                student.set_default_timeout(STEP_TIMEOUT_MS)
+                student.goto(f"http://{lan}:{port}")
+                student.get_by_text("Image size").wait_for()
+                sidebar = student.get_by_test_id("stSidebar")
+                expect(sidebar.get_by_text(f"Locked: you connect from {lan}")).to_be_visible()
+                type_into(student, "Model", "google/ddpm-cifar10-32")
+                press_open(student)
+                expect(student.get_by_text("'google/ddpm-cifar10-32' is a hub id")).to_be_visible()
+                student.reload()  # a fresh session: the refused model is no longer in the form
+                student.get_by_text("Image size").wait_for()
+                type_into(student, "Training set", str(secret))
+                press_open(student)
+                expect(
+                    student.get_by_text(f"'{secret}' is not a training set this shared server offers")
+                ).to_be_visible()
+                expect(student.get_by_test_id("stException")).to_have_count(0)
+
+                teacher = browser.new_page()
+                teacher.set_default_timeout(STEP_TIMEOUT_MS)
+                teacher.goto(f"http://127.0.0.1:{port}")
+                teacher.get_by_text("Image size").wait_for()
+                expect(
+                    teacher.get_by_test_id("stSidebar").get_by_text("Unlocked: you are on the server's own machine")
+                ).to_be_visible()
+                type_into(teacher, "Training set", str(secret))
+                press_open(teacher)
+                expect(teacher.get_by_text(f"12 images from {secret}")).to_be_visible()
+                expect(teacher.get_by_test_id("stException")).to_have_count(0)
+            finally:
+                for i, context in enumerate(browser.contexts):  # for a failing run
+                    context.pages[0].screenshot(path=str(tmp_path / f"last_state_{i}.png"))
+                browser.close()
+    finally:
+        print((tmp_path / "streamlit.log").read_text()[-3000:])
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
