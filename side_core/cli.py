@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,25 +20,35 @@ from side_core.errors import SideError
 log = logging.getLogger("side_core")
 
 
+def add_flag(p: argparse.ArgumentParser, name: str, default, help: str, **kwargs) -> None:
+    """A flag whose help ends with its default, so the two cannot disagree."""
+    p.add_argument(name, default=default, help=f"{help} (default %(default)s)", **kwargs)
+
+
+def _subcommand(sub: argparse._SubParsersAction, name: str, add: Callable) -> argparse.ArgumentParser:
+    """A subcommand whose one-line help and description are the first line and the rest of ``add``'s docstring."""
+    summary, _, description = inspect.cleandoc(add.__doc__).partition("\n\n")
+    return sub.add_parser(name, help=summary, description=description)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a DDPM on an image folder or the bundled faces",
-        description="Train a small UNet2DModel DDPM (the recipe of the bundled models). Checkpoints "
-        "(EMA weights as diffusers folders) go to OUT/checkpoints/, the final model to OUT/model/; "
-        "re-running with the same OUT and settings resumes.",
-    )
+    """train a DDPM on an image folder or the bundled faces
+
+    Train a small UNet2DModel DDPM (the recipe of the bundled models). Checkpoints (EMA weights as diffusers
+    folders) go to OUT/checkpoints/, the final model to OUT/model/; re-running with the same OUT and
+    settings resumes."""
+    p = _subcommand(sub, "train", _add_train)
     p.add_argument("--data", default="default", help="'default' (the 100 bundled LFW faces) or an image folder")
     p.add_argument("--out", required=True, help="output folder (created; resumed if it holds a run)")
     p.add_argument("--n-images", type=int, default=None, help="keep only the first N training images")
-    p.add_argument("--size", type=int, default=24, help="image side in pixels (default 24)")
-    p.add_argument("--channels", type=int, default=1, choices=(1, 3), help="1 grayscale or 3 RGB (default 1)")
-    p.add_argument("--minutes", type=float, default=None, help="wall-clock training budget in minutes")
-    p.add_argument("--max-steps", type=int, default=100_000, help="upper bound on optimizer steps")
-    p.add_argument("--batch-size", type=int, default=32, help="images per step (default 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default 1e-3)")
-    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed for batches, noise and timesteps")
+    add_flag(p, "--size", 24, "image side in pixels", type=int)
+    add_flag(p, "--channels", 1, "1 grayscale or 3 RGB", type=int, choices=(1, 3))
+    p.add_argument("--minutes", dest="max_minutes", type=float, default=None, help="wall-clock budget in minutes")
+    add_flag(p, "--max-steps", 100_000, "upper bound on optimizer steps", type=int)
+    add_flag(p, "--batch-size", 32, "images per step", type=int)
+    add_flag(p, "--lr", 1e-3, "AdamW learning rate", type=float, dest="learning_rate")
+    add_flag(p, "--checkpoint-every", 200, "steps between checkpoints", type=int)
+    add_flag(p, "--seed", 0, "seed for batches, noise and timesteps", type=int)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=_run_train)
@@ -51,14 +63,10 @@ def _run_train(args: argparse.Namespace) -> None:
     if not distributed.is_main():
         log.warning("DDPM training runs in one process (the main one): this process has nothing to do")
         return
+    # the optimisation flags are named after TrainConfig's fields (their dest)
+    fields = ("batch_size", "learning_rate", "max_steps", "max_minutes", "checkpoint_every", "seed")
     config = TrainConfig(
-        unet=UNetConfig(sample_size=args.size, channels=args.channels),
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        max_steps=args.max_steps,
-        max_minutes=args.minutes,
-        checkpoint_every=args.checkpoint_every,
-        seed=args.seed,
+        unet=UNetConfig(sample_size=args.size, channels=args.channels), **{f: getattr(args, f) for f in fields}
     )
     device = resolve_device(args.device)
     data = load_training_set(args.data, args.channels, args.size, args.n_images)
@@ -81,22 +89,12 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
 
     d = ExtractionConfig()
     c, t, s = d.cluster, d.classifier_train, d.sample
-    p.add_argument(
-        "--model",
-        default="default",
-        help="'default', 'faces100-memorized', 'faces40', a diffusers model folder, or a hub id (online only)",
+
+    add_flag(
+        p, "--model", "default", "'default', 'faces100-memorized', 'faces40', a diffusers model folder, or a hub id"
     )
-    p.add_argument(
-        "--data",
-        default="default",
-        help="training images to score against: 'default' (bundled faces) or an image folder",
-    )
-    p.add_argument(
-        "--n-data",
-        type=int,
-        default=None,
-        help="keep the first N training images (e.g. 40 for the faces40 model)",
-    )
+    add_flag(p, "--data", "default", "training images to score against: 'default' (bundled faces) or an image folder")
+    p.add_argument("--n-data", type=int, default=None, help="keep the first N training images (default: all)")
     if report:
         p.add_argument("--out", required=True, help="report folder (report.json, report.md, extractions.png)")
         p.add_argument("--store", default=None, help="run store folder (default OUT/store); finished stages are reused")
@@ -104,52 +102,34 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         p.add_argument(
             "--store", required=store is None, default=store, help="run store folder; finished stages are reused"
         )
-    p.add_argument("--n-samples", type=int, default=d.n_samples, help="N_G, samples per method (default %(default)s)")
-    p.add_argument(
-        "--n-syn",
-        type=int,
-        default=d.n_syn,
-        help=f"plain samples clustered into surrogate classes (default {d.n_syn})",
-    )
-    p.add_argument(
-        "--feature",
-        default=c.feature,
-        choices=("unet", "pixels", "sscd"),
-        help=f"clustering feature (default {c.feature})",
-    )
-    p.add_argument("--k", type=int, default=c.k, help=f"K-means clusters (default {c.k})")
-    p.add_argument(
-        "--keep-top",
-        type=float,
-        default=c.keep_top,
-        help=f"keep this fraction of the clusters, the most cohesive, as surrogate classes (default {c.keep_top})",
+    add_flag(p, "--n-samples", d.n_samples, "N_G, samples per method", type=int)
+    add_flag(p, "--n-syn", d.n_syn, "plain samples clustered into surrogate classes", type=int)
+    add_flag(p, "--feature", c.feature, "clustering feature", choices=("unet", "pixels", "sscd"))
+    add_flag(p, "--k", c.k, "K-means clusters", type=int)
+    add_flag(
+        p, "--keep-top", c.keep_top, "keep this fraction of the clusters, the most cohesive, as classes", type=float
     )
     p.add_argument(
         "--tau", type=float, default=c.tau, help="the paper's rule instead: keep clusters of cohesion >= TAU in [0, 1]"
     )
-    p.add_argument(
+    add_flag(
+        p,
         "--unkept",
-        default=c.unkept,
+        c.unkept,
+        "samples of the clusters not kept: one background label that is never a target, or the nearest kept "
+        "cluster as in the paper",
         choices=UNKEPT,
-        help="samples of the clusters not kept: one background label that is never a target, or the nearest "
-        f"kept cluster as in the paper (default {c.unkept})",
     )
-    p.add_argument(
+    add_flag(
+        p,
         "--allocation",
-        default=d.allocation,
+        d.allocation,
+        "how guided samples are spread over the classes: uniform draws (the paper) or stratified rounds that aim "
+        "at every class once per round",
         choices=ALLOCATIONS,
-        help="how guided samples are spread over the classes: uniform draws (the paper) or stratified rounds "
-        f"that aim at every class once per round (default {d.allocation})",
     )
-    p.add_argument(
-        "--classifier-steps", type=int, default=t.steps, help=f"classifier training steps (default {t.steps})"
-    )
-    p.add_argument(
-        "--guidance-scale",
-        type=float,
-        default=s.guidance_scale,
-        help=f"lambda, >= 0 (default {s.guidance_scale})",
-    )
+    add_flag(p, "--classifier-steps", t.steps, "classifier training steps", type=int)
+    add_flag(p, "--guidance-scale", s.guidance_scale, "lambda, >= 0", type=float)
     p.add_argument(
         "--guidance-window",
         type=int,
@@ -158,20 +138,10 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         metavar=("T_LOW", "T_HIGH"),
         help="guide only at T_LOW <= t <= T_HIGH (default: all steps)",
     )
-    p.add_argument("--sampler", default=s.sampler, choices=("ddim", "ddpm"), help=f"sampler (default {s.sampler})")
-    p.add_argument("--steps", type=int, default=s.num_steps, help=f"sampler steps (default {s.num_steps})")
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=s.batch_size,
-        help=f"samples per batch and store shard (default {s.batch_size})",
-    )
-    p.add_argument(
-        "--similarity",
-        default="pixel",
-        choices=("pixel", "sscd"),
-        help="similarity for scoring (default pixel correlation)",
-    )
+    add_flag(p, "--sampler", s.sampler, "sampler", choices=("ddim", "ddpm"))
+    add_flag(p, "--steps", s.num_steps, "sampler steps", type=int)
+    add_flag(p, "--batch-size", s.batch_size, "samples per batch and store shard", type=int)
+    add_flag(p, "--similarity", "pixel", "similarity for scoring (pixel: pixel correlation)", choices=("pixel", "sscd"))
     p.add_argument("--sscd", default=None, help="SSCD TorchScript file, for --feature sscd or --similarity sscd")
     p.add_argument(
         "--bands",
@@ -181,50 +151,46 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         metavar=("LOW", "MID", "HIGH"),
         help="band thresholds (default: from the train-vs-train distribution)",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the N_G samples (default {d.seed})")
-    p.add_argument(
+    add_flag(p, "--seed", d.seed, "seed of the N_G samples", type=int)
+    add_flag(
+        p,
         "--surrogate-seed",
+        d.surrogate_seed,
+        "seed of the surrogate: the N_syn samples (they use SEED + 1), K-means and the classifiers",
         type=int,
-        default=d.surrogate_seed,
-        help="seed of the surrogate: the N_syn samples (they use SEED + 1), K-means and the classifiers "
-        f"(default {d.surrogate_seed})",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
 
 
 def _add_extract(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "extract",
-        help="run one extraction method and score it",
-        description="Generate N_G samples with one method (uncond: plain sampling; cond: guidance by a "
-        "time-blind classifier; side: guidance by SIDE's time-dependent classifier) and score them "
-        "against the training set.",
-    )
+    """run one extraction method and score it
+
+    Generate N_G samples with one method (uncond: plain sampling; cond: guidance by a time-blind classifier;
+    side: guidance by SIDE's time-dependent classifier) and score them against the training set."""
+    p = _subcommand(sub, "extract", _add_extract)
     p.add_argument("--method", required=True, choices=("uncond", "cond", "side"), help="extraction method")
     add_extraction_flags(p)
     p.set_defaults(func=_run_extraction)
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="UnCond vs Cond vs SIDE at equal N_G",
-        description="Run all three methods at the same N_G, sampler and seeds, and write "
-        "OUT/report.json, OUT/report.md (the table) and OUT/extractions.png.",
-    )
+    """UnCond vs Cond vs SIDE at equal N_G
+
+    Run all three methods at the same N_G, sampler and seeds, and write OUT/report.json, OUT/report.md (the
+    table) and OUT/extractions.png."""
+    p = _subcommand(sub, "compare", _add_compare)
     add_extraction_flags(p)
     p.set_defaults(func=_run_extraction, method=None)
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "prepare",
-        help="precompute the app's first screen (samples, clusters, maps, classifiers)",
-        description="Run the surrogate stages (plain samples, features, clusters, UMAP and PCA maps, both "
-        "classifiers, scores of the plain samples) into a run store, so the app opens with nothing to wait "
-        "for. This is how assets/store was made.",
-    )
+    """precompute the app's first screen (samples, clusters, maps, classifiers)
+
+    Run the surrogate stages (plain samples, features, clusters, UMAP and PCA maps, both classifiers, scores
+    of the plain samples) into a run store, so the app opens with nothing to wait for. This is how
+    assets/store was made."""
+    p = _subcommand(sub, "prepare", _add_prepare)
     add_extraction_flags(p, report=False)
     from side_core.pipeline import SWEEP_SCALES
 

@@ -136,7 +136,7 @@ class SampleConfig(_Config):
     """The denoising loop shared by plain and guided sampling."""
 
     # "ddpm" (ancestral) or "ddim" (deterministic). At 25 steps guidance works with DDPM, whose fresh
-    # noise each step undoes the guidance's off-image push, and mostly hurts with DDIM (README, Results).
+    # noise each step undoes the guidance's off-image push, and mostly hurts with DDIM (benchmarks/README.md).
     sampler: str = "ddpm"
     num_steps: int = 25  # 25 steps already reproduce memorized faces on the bundled model
     eta: float = 0.0  # DDIM noise; 0 makes the sample a function of its initial noise
@@ -248,7 +248,7 @@ class ExtractionConfig(_Config):
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     classifier_train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
     classifier_width: int = 32
-    # lambda: set from the scale sweep on the bundled model (README, Results)
+    # lambda: set from the scale sweep on the bundled model (benchmarks/README.md)
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(guidance_scale=4.0))
     allocation: str = "uniform"  # how guided samples are spread over the classes (ALLOCATIONS)
     seed: int = 0  # the N_G samples of every method

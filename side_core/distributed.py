@@ -238,7 +238,8 @@ class DataParallel:
     computes the summed cross-entropy on them; DDP averages the gradients over processes, and the
     loss is scaled so that the average is the gradient of the global batch's mean loss. So the
     optimizer sees the same batches at every world size; only the order of floating-point sums
-    differs (measured in the README). With one process the loss is exactly the single-process one.
+    differs (measured in benchmarks/README.md, Scale-out). With one process the loss is exactly the
+    single-process one.
     """
 
     def __init__(self, model: nn.Module, world: World | None = None):
