@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -94,13 +94,16 @@ class SurrogateClassifier(nn.Module):
 
 @dataclass
 class ClassifierReport:
-    """Held-out accuracy, overall and per quartile of the training timesteps."""
+    """Held-out accuracy, per quartile of the training timesteps, clean, and (where evaluated) at each
+    timestep the sampler visits, where guidance acts."""
 
     quartiles: list[tuple[int, int]]  # [t_low, t_high] of each quartile
     accuracy: list[float]  # accuracy in each quartile (time-blind classifiers: on the same x_t)
     clean_accuracy: float  # accuracy on clean held-out samples (t = 0)
     chance: float
     loss_history: list[tuple[int, float]]  # (step, smoothed training loss)
+    timesteps: list[int] = field(default_factory=list)  # the sampler's timesteps, in its order (empty: not evaluated)
+    timestep_accuracy: list[float] = field(default_factory=list)  # accuracy at each of them
 
     @classmethod
     def from_dict(cls, d: dict) -> ClassifierReport:
@@ -111,6 +114,8 @@ class ClassifierReport:
             clean_accuracy=_nan_if_null(d["clean_accuracy"]),
             chance=float(d["chance"]),
             loss_history=[tuple(p) for p in d["loss_history"]],
+            timesteps=[int(t) for t in d.get("timesteps", [])],
+            timestep_accuracy=[_nan_if_null(a) for a in d.get("timestep_accuracy", [])],
         )
 
     def to_dict(self) -> dict:
@@ -121,6 +126,8 @@ class ClassifierReport:
             "clean_accuracy": finite_or_none(self.clean_accuracy),
             "chance": self.chance,
             "loss_history": [list(p) for p in self.loss_history],
+            "timesteps": list(self.timesteps),
+            "timestep_accuracy": [finite_or_none(a) for a in self.timestep_accuracy],
         }
 
 
@@ -149,9 +156,7 @@ def train_classifier(
         raise SideError(f"{len(x0)} samples but {len(labels)} labels: they must match.")
     device = torch.device(device)
     generator = torch.Generator().manual_seed(train_config.seed)
-    perm = torch.randperm(len(x0), generator=generator)
-    n_val = max(1, int(round(len(x0) * train_config.val_fraction))) if len(x0) >= 10 else 0
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    val_idx, train_idx = held_out_split(len(x0), train_config, generator)
     x_train, y_train = x0[train_idx].to(device), labels[train_idx].to(device)
     with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's global RNG
         torch.manual_seed(train_config.seed)
@@ -203,6 +208,58 @@ def train_classifier(
     return model, report
 
 
+def held_out_split(
+    n: int, train_config: ClassifierTrainConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out, training) indices of ``n`` samples: the first draw of the training generator (a
+    fresh one from ``train_config.seed`` gives the same split, to evaluate a stored classifier later)."""
+    generator = generator if generator is not None else torch.Generator().manual_seed(train_config.seed)
+    perm = torch.randperm(n, generator=generator)
+    n_val = max(1, int(round(n * train_config.val_fraction))) if n >= 10 else 0
+    return perm[:n_val], perm[n_val:]
+
+
+@torch.no_grad()
+def _accuracy(
+    model: SurrogateClassifier,
+    x0: torch.Tensor,
+    labels: torch.Tensor,
+    scheduler: DDPMScheduler,
+    draw_t: Callable[[int], torch.Tensor],
+    generator: torch.Generator,
+    repeats: int,
+) -> float:
+    """Accuracy on x0 noised ``repeats`` times at timesteps ``draw_t(n)`` (x0 and labels on the model's device)."""
+    correct = 0
+    for _ in range(repeats):
+        t = draw_t(len(x0)).to(x0.device)
+        x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator).to(x0.device), t)
+        correct += (model(x_t, t).argmax(1) == labels).sum().item()
+    return correct / (repeats * len(x0))
+
+
+@torch.no_grad()
+def timestep_accuracy(
+    model: SurrogateClassifier,
+    x0: torch.Tensor,
+    labels: torch.Tensor,
+    scheduler: DDPMScheduler,
+    timesteps: list[int],
+    generator: torch.Generator,
+    repeats: int = 4,
+) -> list[float]:
+    """Held-out accuracy on x0 (N, C, H, W) in [-1, 1] noised at each of ``timesteps`` (e.g. the
+    sampler's), ``repeats`` noise draws each; NaN for each when there are no samples."""
+    if len(x0) == 0:
+        return [float("nan")] * len(timesteps)
+    device = next(model.parameters()).device
+    x0, labels = x0.to(device), labels.to(device)
+    return [
+        _accuracy(model, x0, labels, scheduler, lambda n, t=t: torch.full((n,), t), generator, repeats)
+        for t in timesteps
+    ]
+
+
 @torch.no_grad()
 def evaluate(
     model: SurrogateClassifier,
@@ -221,14 +278,18 @@ def evaluate(
         return ClassifierReport(quartiles, [float("nan")] * 4, float("nan"), chance, [])
     device = next(model.parameters()).device
     x0, labels = x0.to(device), labels.to(device)
-    accuracy = []
-    for lo, hi in quartiles:
-        correct = 0
-        for _ in range(repeats):
-            t = torch.randint(lo, hi + 1, (len(x0),), generator=generator).to(device)
-            x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator).to(device), t)
-            correct += (model(x_t, t).argmax(1) == labels).sum().item()
-        accuracy.append(correct / (repeats * len(x0)))
+    accuracy = [
+        _accuracy(
+            model,
+            x0,
+            labels,
+            scheduler,
+            lambda n, lo=lo, hi=hi: torch.randint(lo, hi + 1, (n,), generator=generator),
+            generator,
+            repeats,
+        )
+        for lo, hi in quartiles
+    ]
     zeros = torch.zeros(len(x0), dtype=torch.long, device=device)
     clean = (model(x0, zeros).argmax(1) == labels).float().mean().item()
     return ClassifierReport(quartiles, accuracy, clean, chance, [])

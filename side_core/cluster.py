@@ -83,12 +83,7 @@ def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
         np.float32
     )
     kept = kept_clusters(cohesion, sizes, config)
-    if config.unkept == "nearest":
-        labels = np.argmax(z @ centroids[kept].T, axis=1).astype(np.int64)
-    else:
-        class_of_cluster = np.full(config.k, len(kept), dtype=np.int64)
-        class_of_cluster[kept] = np.arange(len(kept))
-        labels = class_of_cluster[kmeans_labels]
+    labels = surrogate_labels(z, centroids, cohesion, kept, config.unkept, kmeans_labels)
     log.info(
         "K-means K=%d: %d clusters kept, cohesion >= %.4f (%d of %d samples in them)",
         config.k,
@@ -98,6 +93,40 @@ def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
         len(z),
     )
     return Clustering(kmeans_labels, centroids, cohesion, sizes.astype(np.int64), kept, labels)
+
+
+def surrogate_labels(
+    features: np.ndarray,
+    centroids: np.ndarray,
+    cohesion: np.ndarray,
+    kept: np.ndarray,
+    unkept: str,
+    kmeans_labels: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N,) int64 surrogate label of each sample: the one rule for the clustered pool and for any later
+    sample (e.g. a guided one, to see whether it landed in the class it was aimed at).
+
+    ``features`` (N, D); ``centroids``, ``cohesion``, ``kept`` are a :class:`Clustering`'s. With
+    ``unkept="nearest"`` the label is the nearest kept centroid (cosine). Otherwise it is the class of
+    the sample's K-means cluster, or the background label ``len(kept)`` if that cluster was dropped;
+    ``kmeans_labels`` are the clusters when known (the pool K-means was fitted on), else K-means' own
+    rule gives them: the nearest centre in Euclidean distance, where centre k, the mean of its
+    members' unit features, is ``cohesion[k] * centroids[k]`` (its length is the cohesion)."""
+    z = l2_normalise(features)
+    if unkept == "nearest":
+        return np.argmax(z @ centroids[kept].T, axis=1).astype(np.int64)
+    if kmeans_labels is None:
+        # argmin_k |z - r_k c_k|^2 = argmax_k (2 r_k z.c_k - r_k^2) for unit z and unit c_k
+        kmeans_labels = np.argmax(2 * cohesion * (z @ centroids.T) - cohesion**2, axis=1)
+    class_of_cluster = np.full(len(centroids), len(kept), dtype=np.int64)
+    class_of_cluster[kept] = np.arange(len(kept))
+    return class_of_cluster[kmeans_labels]
+
+
+def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
+    """(N,) the same labels over the same samples, permuted by a permutation drawn from ``seed``: the
+    shuffled-label control keeps every class's size and loses what the clusters mean."""
+    return np.random.default_rng(seed).permutation(np.asarray(labels))
 
 
 def kept_clusters(cohesion: np.ndarray, sizes: np.ndarray, config: ClusterConfig) -> np.ndarray:

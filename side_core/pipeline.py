@@ -4,6 +4,10 @@
     -> 5. train the classifier(s) -> 6. generate N_G samples (plain, Cond-guided or SIDE-guided)
     -> 7. score them against the training set
 
+Beside the paper's three methods, the shuffled-label control (CONTROLS): the time-dependent
+classifier's recipe on the same samples with the labels permuted, guided exactly like SIDE; what
+SIDE extracts beyond it is what the surrogate condition itself adds.
+
 Each step is a stage of a :class:`~side_core.run.Run` (side_core.run says how each is made and
 keyed; side_core.stages where it is stored); the results come back typed (side_core.report).
 """
@@ -16,11 +20,11 @@ from dataclasses import dataclass, replace
 
 from side_core.allocation import Target
 from side_core.classifier import ClassifierReport
-from side_core.config import ExtractionConfig
+from side_core.config import MAX_SEED, ExtractionConfig
 from side_core.embed import load_sscd
 from side_core.errors import SideError
 from side_core.models import ASSETS
-from side_core.report import Report, SweepPoint, build_report, method_result
+from side_core.report import Report, SweepPoint, WholeRun, build_report, method_result, whole_run
 from side_core.run import Run
 from side_core.sampling import SampleProgress, validate
 from side_core.store import Stage
@@ -29,11 +33,14 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BUNDLED_STORE",
+    "CONTROLS",
+    "GUIDED",
     "METHODS",
     "SWEEP_SCALES",
     "Run",
     "Surrogate",
     "Target",
+    "WholeRun",
     "build_surrogate",
     "check_extraction",
     "extract",
@@ -41,7 +48,9 @@ __all__ = [
     "prepare",
 ]
 
-METHODS = ("uncond", "cond", "side")
+METHODS = ("uncond", "cond", "side")  # the paper's
+CONTROLS = ("shuffled",)  # SIDE's guidance from a classifier trained on shuffled labels
+GUIDED = ("cond", "side", "shuffled")  # the methods that train a classifier and guide with it
 # The precomputed surrogate stages of the bundled default model (`python -m side_core prepare`).
 BUNDLED_STORE = ASSETS / "store"
 # Guidance scales of the app's default sweep; `prepare` stores them for the bundled model.
@@ -56,7 +65,8 @@ class Surrogate:
     features: Stage
     clusters: Stage
     pool: Stage  # near-identical pairs among the synthetic samples
-    classifiers: dict[str, Stage]  # method ("side": time-dependent, "cond": time-blind) -> stage
+    # method -> stage: "side" time-dependent, "cond" time-blind, "shuffled" time-dependent on shuffled labels
+    classifiers: dict[str, Stage]
     allocation: str = "uniform"
 
     def target(self, method: str, cls: int | None = None) -> Target:
@@ -65,9 +75,14 @@ class Surrogate:
         name = self.classifiers[method].path.name
         return Target(name, n_classes, cls) if cls is not None else Target(name, n_classes, allocation=self.allocation)
 
-    def classifier_report(self, method: str) -> ClassifierReport:
-        """The held-out accuracies of the method's classifier, per timestep quartile and clean."""
-        return ClassifierReport.from_dict(self.classifiers[method].summary())
+    def classifier_report(self, method: str, evaluation: Stage | None = None) -> ClassifierReport:
+        """The held-out accuracies of the method's classifier, per timestep quartile and clean, and
+        with its evaluation stage (``Run.evaluation``) at each of the sampler's timesteps."""
+        summary = self.classifiers[method].summary()
+        if evaluation is not None:
+            found = evaluation.summary()
+            summary = {**summary, "timesteps": found["timesteps"], "timestep_accuracy": found["timestep_accuracy"]}
+        return ClassifierReport.from_dict(summary)
 
     def seconds(self, method: str) -> dict[str, float]:
         """Wall time of each surrogate stage behind a guided method."""
@@ -97,7 +112,8 @@ def build_surrogate(
     sample_progress: Callable[[SampleProgress], None] | None = None,
     classifier_progress: Callable[[int, int, float], None] | None = None,
 ) -> Surrogate:
-    """SIDE steps 1-5: generate N_syn plain samples, embed, cluster, train the classifiers."""
+    """SIDE steps 1-5: generate N_syn plain samples, embed, cluster, train the classifiers of the
+    guided ``methods`` (GUIDED); the shuffled-label control's permutation is drawn from the surrogate seed."""
     check_extraction(run, config)
     say(f"generating {config.n_syn} plain samples to cluster")
     plain = replace(config.sample, guidance_scale=0.0)
@@ -107,16 +123,17 @@ def build_surrogate(
     clusters = run.cluster(features, config.cluster)
     pool = run.pool(features)
     classifiers = {}
-    for method in ("side", "cond"):
+    for method in GUIDED:
         if method in methods:
             classifiers[method] = run.classifier(
                 synthetic,
                 clusters,
-                time_dependent=method == "side",
+                time_dependent=method != "cond",
                 train_config=config.classifier_train,
                 width=config.classifier_width,
                 progress=classifier_progress,
                 say=say,
+                shuffle_seed=config.surrogate_seed if method == "shuffled" else None,
             )
     return Surrogate(synthetic, features, clusters, pool, classifiers, config.allocation)
 
@@ -128,31 +145,68 @@ def extract(
     say: Callable[[str], None] = log.info,
     sample_progress: Callable[[SampleProgress], None] | None = None,
     classifier_progress: Callable[[int, int, float], None] | None = None,
+    max_extra_plain: int = 0,
 ) -> Report:
-    """Run the given methods at equal N_G with the same sampler and seeds (SIDE steps 1-7); with the
-    guided methods, the Filter baseline on the surrogate's own pool too."""
-    unknown = set(methods) - set(METHODS)
+    """Run the given methods (METHODS, and any of CONTROLS) at equal N_G with the same sampler and
+    seeds (SIDE steps 1-7). For each guided method, how many of its samples landed in their target
+    class (``Run.landed``) and its classifier's accuracy at the sampler's timesteps; with the guided
+    methods, the Filter baseline on the surrogate's own pool; with UnCond and SIDE, the whole SIDE run
+    (pool plus guided samples) against UnCond with as many samples and with the same wall time.
+
+    ``max_extra_plain``: when UnCond's N_syn + N_G samples take less time than the SIDE run, draw up
+    to this many more plain samples (one seeded generation) to count UnCond at the same wall time."""
+    unknown = set(methods) - set(METHODS) - set(CONTROLS)
     if unknown:
-        raise SideError(f"Unknown method(s) {sorted(unknown)}: use {', '.join(METHODS)}.")
+        raise SideError(f"Unknown method(s) {sorted(unknown)}: use {', '.join(METHODS + CONTROLS)}.")
     check_extraction(run, config)
     surrogate = pool_filter = None
-    guided = tuple(m for m in methods if m != "uncond")
+    guided = tuple(m for m in methods if m in GUIDED)
     if guided:
         surrogate = build_surrogate(run, config, guided, say, sample_progress, classifier_progress)
         if run.data is not None:
             pool_filter = run.filter(surrogate.pool, surrogate.synthetic)
-    rows = {}
+    rows, evaluations = {}, {}
     for method in methods:
-        target = surrogate.target(method) if method != "uncond" else None
+        target = surrogate.target(method) if method in GUIDED else None
         say(f"{method}: generating {config.n_samples} samples")
         generation = run.generate(config.n_samples, config.seed, config.sample, target, progress=sample_progress)
         score = run.score(generation)
         # what the method drew in all: the guided ones first drew the N_syn pool
         cost = config.n_samples + (config.n_syn if target else 0)
-        rows[method] = method_result(generation, score, cost, surrogate.seconds(method) if target else {})
+        landed = None
+        if target:
+            landed = run.landed(generation).summary()["landed"]
+            evaluations[method] = run.evaluation(surrogate.classifiers[method], config.sample)
+        rows[method] = method_result(generation, score, cost, surrogate.seconds(method) if target else {}, landed)
         row = rows[method]
         say(f"{method}: AMS high {row.ams['high']:.1f}%  UMS high {row.ums['high']:.1f}%  distinct {row.distinct}")
-    return build_report(run, config, rows, surrogate, pool_filter)
+    whole = None
+    if pool_filter is not None and {"uncond", "side"} <= set(rows):
+        whole = whole_run_of(run, config, rows, run.find(pool_filter.inputs["score"]), max_extra_plain, say)
+    return build_report(run, config, rows, surrogate, pool_filter, evaluations, whole)
+
+
+def whole_run_of(
+    run: Run,
+    config: ExtractionConfig,
+    rows: dict,
+    pool_score: Stage,
+    max_extra_plain: int = 0,
+    say: Callable[[str], None] = log.info,
+) -> WholeRun:
+    """The whole SIDE run against UnCond (side_core.report.whole_run); where UnCond at the SIDE run's
+    wall time needs more plain samples than the pool and UnCond's own N_G, up to ``max_extra_plain``
+    more are drawn as one plain generation from seed MAX_SEED - seed, which no method uses."""
+    whole = whole_run(run, rows, pool_score)
+    extra = min(whole.n_same_time - whole.n_total, max_extra_plain)
+    if extra <= 0:
+        return whole
+    extra_seed = MAX_SEED - config.seed
+    if extra_seed == config.synthetic_seed:
+        raise SideError(f"seed = {config.seed}: its extra plain samples would repeat the pool's; use another seed.")
+    say(f"uncond at the SIDE run's wall time: generating {extra} more plain samples")
+    plain = replace(config.sample, guidance_scale=0.0)
+    return whole_run(run, rows, pool_score, run.score(run.generate(extra, extra_seed, plain)))
 
 
 def guidance_sweep(

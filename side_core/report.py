@@ -4,9 +4,9 @@ nearest training images.
 
 The JSON shape of a report (report.json; scripts read it) is ``{"model", "data",
 "similarity": {name, preprocessing, bands}, "methods": {method: {n_generated, ams, ums, p95,
-extracted, seconds, generation, score, cost}}, "config", "clusters", "classifiers", "filter",
-"ratios"}``; ``extract`` returns a :class:`Report` (:func:`build_report`), which is written to and
-read from that shape only at the file boundary.
+extracted, seconds, generation, score, cost, landed}}, "config", "clusters", "classifiers", "filter",
+"whole_run", "ratios"}``; ``extract`` returns a :class:`Report` (:func:`build_report`), which is
+written to and read from that shape only at the file boundary.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from side_core.cluster import band_counts
 from side_core.images import grid, save_png, to_uint8, upscale_nearest
-from side_core.metrics import BAND_NAMES, Bands, in_band
+from side_core.metrics import BAND_NAMES, Bands, distinct_curve, in_band
 from side_core.store import Stage, write_json, write_text
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class MethodResult:
     generation: str | None = None  # the generation stage's folder name
     score: str | None = None  # the score stage's folder name
     cost: int | None = None  # samples drawn in all: N_G, plus the N_syn pool for the guided methods
+    landed: float | None = None  # guided rows: fraction of samples whose surrogate label is their target
 
     @property
     def distinct(self) -> int:
@@ -64,6 +65,7 @@ class MethodResult:
             generation=d.get("generation"),
             score=d.get("score"),
             cost=d.get("cost"),
+            landed=d.get("landed"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -79,7 +81,122 @@ class MethodResult:
             out.update(generation=self.generation, score=self.score)
         if self.cost is not None:
             out["cost"] = self.cost
+        if self.landed is not None:
+            out["landed"] = self.landed
         return out
+
+
+@dataclass(frozen=True)
+class WholeRun:
+    """What a whole SIDE run yields: the N_syn plain samples of its pool, then its N_G guided samples,
+    against plain sampling (UnCond) with as many samples in all (the pool, then UnCond's own N_G plain
+    samples: the pool is itself plain sampling) and with the same wall time.
+
+    Wall time: guided and plain samples cost what the SIDE and UnCond generation stages recorded per
+    sample; the SIDE run is its pool (N_syn plain samples), the surrogate's features, clustering and
+    classifier training (as recorded), and its N_G guided samples. ``n_same_time`` plain samples take
+    as long."""
+
+    n_syn: int
+    n_guided: int  # N_G
+    side_curve: tuple[int, ...]  # (N_total,) distinct training images (high band) in the first n samples
+    uncond_curve: tuple[int, ...]  # (N_total,) the same for the pool followed by UnCond's samples
+    # plain_per_sample, guided_per_sample, guided_over_plain, surrogate (features, clusters, classifier),
+    # side_run (the whole SIDE run, the pool at the plain rate)
+    seconds: dict[str, float]
+    n_same_time: int  # plain samples drawn in the SIDE run's wall time
+    uncond_same_time: int | None  # distinct training images among them; None: not drawn (too many)
+    extra_plain: int = 0  # plain samples drawn beyond N_total to count uncond_same_time
+
+    @property
+    def n_total(self) -> int:
+        return self.n_syn + self.n_guided
+
+    @property
+    def side(self) -> int:
+        """Distinct training images (high band) among the pool and SIDE's guided samples."""
+        return self.side_curve[-1]
+
+    @property
+    def uncond(self) -> int:
+        """Distinct training images (high band) among the pool and UnCond's plain samples."""
+        return self.uncond_curve[-1]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> WholeRun:
+        return cls(
+            n_syn=int(d["n_syn"]),
+            n_guided=int(d["n_guided"]),
+            side_curve=tuple(d["curves"]["side"]),
+            uncond_curve=tuple(d["curves"]["uncond"]),
+            seconds=dict(d["seconds"]),
+            n_same_time=int(d["n_same_time"]),
+            uncond_same_time=d["uncond_same_time"],
+            extra_plain=int(d.get("extra_plain", 0)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n_total": self.n_total,
+            "n_syn": self.n_syn,
+            "n_guided": self.n_guided,
+            "side": self.side,
+            "uncond": self.uncond,
+            "curves": {"side": list(self.side_curve), "uncond": list(self.uncond_curve)},
+            "seconds": self.seconds,
+            "n_same_time": self.n_same_time,
+            "uncond_same_time": self.uncond_same_time,
+            "extra_plain": self.extra_plain,
+        }
+
+
+def chained_first_hit(first_hits: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+    """(M,) int64: the first sample to hit each training image (-1: none) when the scored generations
+    of ``sizes`` samples, with (M,) ``first_hits`` each, are drawn one after the other."""
+    chained = np.full(len(first_hits[0]), -1, dtype=np.int64)
+    offset = 0
+    for first, size in zip(first_hits, sizes, strict=True):
+        new = (chained < 0) & (first >= 0)
+        chained[new] = first[new] + offset
+        offset += size
+    return chained
+
+
+def whole_run(run: Run, rows: dict[str, MethodResult], pool_score: Stage, extra_score: Stage | None = None) -> WholeRun:
+    """The :class:`WholeRun` of a report's UnCond and SIDE rows and the pool's score stage;
+    ``extra_score``: more plain samples, drawn after UnCond's, to reach the SIDE run's wall time."""
+    side, uncond = rows["side"], rows["uncond"]
+    n_syn = pool_score.summary()["n_generated"]
+    pool_first = run.first_hit(pool_score)
+    side_first = chained_first_hit([pool_first, run.first_hit(run.find(side.score))], [n_syn, side.n_generated])
+    plain_hits, plain_sizes = [pool_first, run.first_hit(run.find(uncond.score))], [n_syn, uncond.n_generated]
+    if extra_score is not None:
+        plain_hits.append(run.first_hit(extra_score))
+        plain_sizes.append(extra_score.summary()["n_generated"])
+    n_total, n_plain = n_syn + side.n_generated, sum(plain_sizes)
+    plain_curve = distinct_curve(chained_first_hit(plain_hits, plain_sizes), n_plain)
+
+    plain_rate = uncond.seconds["generate"] / uncond.n_generated
+    guided_rate = side.seconds["generate"] / side.n_generated
+    surrogate = sum(side.seconds.get(k, 0.0) for k in ("features", "clusters", "classifier"))
+    side_run = n_syn * plain_rate + surrogate + side.n_generated * guided_rate
+    n_same_time = int(side_run / plain_rate) if plain_rate > 0 else n_total
+    return WholeRun(
+        n_syn=n_syn,
+        n_guided=side.n_generated,
+        side_curve=tuple(distinct_curve(side_first, n_total).tolist()),
+        uncond_curve=tuple(plain_curve[:n_total].tolist()),
+        seconds={
+            "plain_per_sample": round(plain_rate, 5),
+            "guided_per_sample": round(guided_rate, 5),
+            "guided_over_plain": ratio(guided_rate, plain_rate),
+            "surrogate": round(surrogate, 2),
+            "side_run": round(side_run, 2),
+        },
+        n_same_time=n_same_time,
+        uncond_same_time=int(plain_curve[n_same_time - 1]) if n_same_time <= n_plain else None,
+        extra_plain=n_plain - n_total,
+    )
 
 
 @dataclass(frozen=True)
@@ -95,9 +212,10 @@ class Report:
     config: dict[str, Any] | None = None
     clusters: dict[str, Any] | None = None
     classifiers: dict[str, Any] | None = None
+    whole_run: WholeRun | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    _FIELDS = ("model", "data", "similarity", "methods", "config", "clusters", "classifiers")
+    _FIELDS = ("model", "data", "similarity", "methods", "config", "clusters", "classifiers", "whole_run")
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Report:
@@ -109,6 +227,7 @@ class Report:
             config=d.get("config"),
             clusters=d.get("clusters"),
             classifiers=d.get("classifiers"),
+            whole_run=WholeRun.from_json(d["whole_run"]) if d.get("whole_run") else None,
             extra={k: v for k, v in d.items() if k not in cls._FIELDS and k != "ratios"},
         )
 
@@ -128,6 +247,8 @@ class Report:
         for key in ("clusters", "classifiers"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.whole_run is not None:
+            out["whole_run"] = self.whole_run.to_json()
         return {**out, **self.extra, "ratios": self.ratios()}
 
     @property
@@ -140,11 +261,11 @@ class Report:
         return ratio(side.ams["high"], b.ams["high"]), ratio(side.distinct, b.distinct)
 
     def ratios(self) -> dict[str, float | None]:
-        """SIDE over each baseline present, for high-band AMS and distinct extractions."""
+        """SIDE over each baseline and control present, for high-band AMS and distinct extractions."""
         out: dict[str, float | None] = {}
         if "side" not in self.methods:
             return out
-        for base in ("uncond", "cond"):
+        for base in ("uncond", "cond", "shuffled"):
             if base in self.methods:
                 ams_high, distinct = self.side_over(base)
                 out[f"ams_high_side_over_{base}"] = ams_high
@@ -166,8 +287,11 @@ class Report:
         ]
 
 
-def method_result(generation: Stage, score: Stage, cost: int, seconds: dict[str, float]) -> MethodResult:
-    """A method's row from its generation and score stages; ``seconds``: the stages before them."""
+def method_result(
+    generation: Stage, score: Stage, cost: int, seconds: dict[str, float], landed: float | None = None
+) -> MethodResult:
+    """A method's row from its generation and score stages; ``seconds``: the stages before them;
+    ``landed``: for a guided row, the fraction of samples that landed in their target class."""
     summary = score.summary()
     return MethodResult(
         n_generated=summary["n_generated"],
@@ -179,6 +303,7 @@ def method_result(generation: Stage, score: Stage, cost: int, seconds: dict[str,
         generation=generation.path.name,
         score=score.path.name,
         cost=cost,
+        landed=landed,
     )
 
 
@@ -188,17 +313,23 @@ def build_report(
     methods: dict[str, MethodResult],
     surrogate: Surrogate | None = None,
     pool_filter: Stage | None = None,
+    evaluations: dict[str, Stage] | None = None,
+    whole: WholeRun | None = None,
 ) -> Report:
     """An extraction's report: what was run (model, training set, similarity and its bands, settings),
-    each method's row, the surrogate's clusters and classifiers behind the guided rows, and the Filter
-    baseline on the surrogate's pool (``Run.filter``): what SIDE adds is what it extracts beyond it."""
+    each method's row, the surrogate's clusters and classifiers behind the guided rows (with each
+    classifier's evaluation at the sampler's timesteps, ``Run.evaluation``), the Filter baseline on the
+    surrogate's pool (``Run.filter``): what SIDE adds is what it extracts beyond it, and the whole run."""
     clusters = classifiers = None
+    evaluations = evaluations or {}
     if surrogate is not None:
         summary = surrogate.clusters.summary()
         clusters = {k: summary.get(k) for k in ("n_classes", "in_classes", "silhouette")}
-        accuracies = ("quartiles", "accuracy", "clean_accuracy", "chance")
+        accuracies = ("quartiles", "accuracy", "clean_accuracy", "chance", "timesteps", "timestep_accuracy")
         classifiers = {
-            m: {k: v for k, v in surrogate.classifier_report(m).to_dict().items() if k in accuracies}
+            m: {
+                k: v for k, v in surrogate.classifier_report(m, evaluations.get(m)).to_dict().items() if k in accuracies
+            }
             for m in surrogate.classifiers
         }
     extra = {}
@@ -212,6 +343,7 @@ def build_report(
         config=config.to_dict(),
         clusters=clusters,
         classifiers=classifiers,
+        whole_run=whole,
         extra=extra,
     )
 
@@ -219,13 +351,14 @@ def build_report(
 def markdown_table(report: Report | dict) -> str:
     """The AMS/UMS table (percent), p95 and distinct extractions, one row per method; then the
     honest accounting: every sample each method drew (the guided ones first drew the N_syn pool),
-    and the Filter baseline on that pool, where the report has it."""
+    the share of guided samples that landed in their target class, and the Filter baseline on that
+    pool, where the report has it."""
     report = Report.of(report)
     head = (
         ["method", "N_G"]
         + [f"AMS {b}" for b in BAND_NAMES]
         + [f"UMS {b}" for b in BAND_NAMES]
-        + ["p95", "distinct (high)", "samples drawn in all", "distinct per 1,000 drawn"]
+        + ["p95", "distinct (high)", "samples drawn in all", "distinct per 1,000 drawn", "landed in target"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     blank = ["-"] * (2 * len(BAND_NAMES) + 1)
@@ -234,6 +367,7 @@ def markdown_table(report: Report | dict) -> str:
         cells += [f"{m.ams[b]:.2f}" for b in BAND_NAMES] + [f"{m.ums[b]:.2f}" for b in BAND_NAMES]
         cost = m.cost or m.n_generated
         cells += [f"{m.p95:.3f}", str(m.distinct), str(cost), f"{1000 * m.distinct / cost:.1f}"]
+        cells.append("-" if m.landed is None else f"{100 * m.landed:.0f}%")
         lines.append("| " + " | ".join(cells) + " |")
     pool = report.extra.get("filter")
     if pool:
@@ -241,9 +375,25 @@ def markdown_table(report: Report | dict) -> str:
         lines.append(
             "| "
             + " | ".join(["filter", f"{pool['flagged']} flagged", *blank, str(distinct)])
-            + f" | {pool['n_generated']} | {1000 * distinct / pool['n_generated']:.1f} |"
+            + f" | {pool['n_generated']} | {1000 * distinct / pool['n_generated']:.1f} | - |"
         )
     return "\n".join(lines)
+
+
+def whole_run_text(whole: WholeRun) -> str:
+    """The whole SIDE run against UnCond, in one paragraph (report.md, the CLI)."""
+    s = whole.seconds
+    same_time = (
+        f"{whole.uncond_same_time} distinct" if whole.uncond_same_time is not None else "not counted (too many samples)"
+    )
+    extra = f", {whole.extra_plain} of them drawn beyond N_total" if whole.extra_plain > 0 else ""
+    return (
+        f"Whole run: the {whole.n_syn}-sample pool plus {whole.n_guided} guided samples ({whole.n_total} in all) "
+        f"hold {whole.side} distinct training images (high band); UnCond with {whole.n_total} plain samples "
+        f"{whole.uncond}. A guided sample takes {s['guided_per_sample']:.4f} s, {s['guided_over_plain']}x a plain "
+        f"one ({s['plain_per_sample']:.4f} s); with the surrogate's {s['surrogate']:.0f} s the SIDE run takes "
+        f"{s['side_run']:.0f} s, as long as {whole.n_same_time} plain samples{extra}: UnCond {same_time}."
+    )
 
 
 def ratios(report: Report | dict) -> dict[str, float | None]:
@@ -445,6 +595,8 @@ def write_report(report: Report | dict, out: str | Path, command: str, pairs: di
         "",
         "AMS and UMS in percent of N_G. Distinct = training images with some sample in the high band.",
     ]
+    if typed.whole_run is not None:
+        md += ["", whole_run_text(typed.whole_run)]
     if report["ratios"]:
         md += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items())]
     write_text(out / "report.md", "\n".join(md) + "\n")

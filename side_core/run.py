@@ -1,6 +1,7 @@
 """The stages of a SIDE run, each a method of :class:`Run` that says what keys it and how it is made:
 
-    generate (plain or guided samples) -> features -> cluster, pool, map -> classifier
+    generate (plain or guided samples) -> features -> cluster, pool, map -> classifier -> evaluation
+    landed (where guided samples fell among the clusters)
     reference (the training set under the similarity) -> score -> filter
 
 Each stage method returns a finished :class:`~side_core.store.Stage` whose folder is keyed by the
@@ -23,11 +24,21 @@ from side_core import distributed
 from side_core.allocation import NEAR_IDENTICAL_QUANTILE, Target, near_identical_groups, pool_neighbours
 from side_core.classifier import (
     classifier_guidance,
+    held_out_split,
     load_classifier,
     save_classifier,
+    timestep_accuracy,
     train_classifier,
 )
-from side_core.cluster import Clustering, cluster, l2_normalise, map_2d, silhouette
+from side_core.cluster import (
+    Clustering,
+    cluster,
+    l2_normalise,
+    map_2d,
+    shuffled_labels,
+    silhouette,
+    surrogate_labels,
+)
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, ClusterConfig, SampleConfig, check_seed
 from side_core.data import TrainingSet
 from side_core.embed import embed
@@ -35,7 +46,7 @@ from side_core.errors import SideError
 from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve, in_band, summarize
 from side_core.models import LoadedModel
 from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
-from side_core.sampling import SampleProgress, sample, validate
+from side_core.sampling import SampleProgress, make_scheduler, sample, validate
 from side_core.stages import Sharding, StageMissing, Stages, fill_shards
 from side_core.store import Stage, finite_or_none, read_array, read_tensors, stage_key, write_array, write_tensors
 
@@ -296,7 +307,13 @@ class Run:
         width: int = 32,
         progress: Callable[[int, int, float], None] | None = None,
         say: Callable[[str], None] = log.info,
+        shuffle_seed: int | None = None,
     ) -> Stage:
+        """A surrogate classifier trained on the generation's samples and the clusters' labels.
+
+        ``shuffle_seed``: train on those labels permuted over the samples by a permutation drawn from
+        this seed instead (the shuffled-label control: same recipe, same samples, same class sizes,
+        labels that say nothing about the samples); None: the cluster labels."""
         cluster_summary = clusters.summary()
         n_classes = cluster_summary["n_classes"]
         config = ClassifierConfig(
@@ -315,15 +332,18 @@ class Run:
             # fixed, so that stored classifiers keep their keys.
             "seeded_init": True,
         }
+        if shuffle_seed is not None:  # only then: the cluster-label classifiers keep their stored keys
+            check_seed(shuffle_seed, "shuffle seed")
+            inputs["shuffled_labels"] = shuffle_seed
         stage = self.stage("classifier", inputs)
 
         def make(stage: Stage) -> dict:
             kind = "time-dependent" if time_dependent else "time-blind"
-            say(f"training the {kind} classifier ({train_config.steps} steps)")
-            labels = torch.from_numpy(read_array(clusters.file("labels.npy")))
+            shuffled = " on shuffled labels" if shuffle_seed is not None else ""
+            say(f"training the {kind} classifier{shuffled} ({train_config.steps} steps)")
             model, report = train_classifier(
                 self.images(generation),
-                labels,
+                self.classifier_labels(stage),
                 self.model.scheduler,
                 config,
                 train_config,
@@ -337,6 +357,78 @@ class Run:
             return {"n_classes": n_classes, **report.to_dict()}
 
         return self.stages.build(stage, make, together=True)
+
+    def classifier_labels(self, classifier: Stage) -> torch.Tensor:
+        """(N,) int64: the labels a classifier stage is trained on, one per sample of its generation:
+        its clusters' surrogate labels, permuted for the shuffled-label control."""
+        labels = read_array(self.find(classifier.inputs["clusters"]).file("labels.npy"))
+        seed = classifier.inputs.get("shuffled_labels")
+        return torch.from_numpy(labels if seed is None else shuffled_labels(labels, seed))
+
+    def evaluation(self, classifier: Stage, config: SampleConfig) -> Stage:
+        """A classifier's held-out accuracy at each timestep the sampler of ``config`` visits (its
+        sampler and number of steps), where guidance acts. A stage of its own, keyed by the classifier
+        stage, so that a stored classifier is evaluated without being trained again.
+
+        Summary: ``timesteps`` (the sampler's, in its order), ``timestep_accuracy`` and ``n_held_out``,
+        on the classifier's own held-out split and labels (background samples left out, as in training)."""
+        stage = self.stage(
+            "evaluation",
+            {"classifier": classifier.path.name, "sampler": config.sampler, "num_steps": config.num_steps},
+        )
+
+        def make(stage: Stage) -> dict:
+            model, _ = load_classifier(classifier.path, self.model.device)
+            train_config = ClassifierTrainConfig(**classifier.inputs["train"])
+            labels = self.classifier_labels(classifier)
+            val_idx, _ = held_out_split(len(labels), train_config)
+            val_idx = val_idx[labels[val_idx] < self.find(classifier.inputs["clusters"]).summary()["n_classes"]]
+            x0 = self.images(self.find(classifier.inputs["generation"]))[val_idx]
+            timesteps = [int(t) for t in make_scheduler(self.model, config).timesteps]
+            generator = torch.Generator().manual_seed(train_config.seed)
+            accuracy = timestep_accuracy(model, x0, labels[val_idx], self.model.scheduler, timesteps, generator)
+            return {
+                "timesteps": timesteps,
+                "timestep_accuracy": [finite_or_none(round(a, 4)) for a in accuracy],
+                "n_held_out": len(val_idx),
+            }
+
+        return self.stages.build(stage, make)
+
+    def landed(self, generation: Stage) -> Stage:
+        """Where a guided generation's samples fell: each one's surrogate label under the clustering its
+        classifier was trained on (embedded with the clustering's feature and labelled by the same
+        rule as the clustered pool, side_core.cluster.surrogate_labels), and the fraction that landed
+        in the class it was aimed at. Reads no training set: an attacker can measure it too.
+
+        Summary: ``landed`` (fraction of samples whose label is their target), ``n_generated`` and
+        ``background`` (samples that fell in no class); ``labels.npy`` holds each sample's label."""
+        target = generation.inputs.get("target")
+        if not target:
+            raise SideError(
+                f"Generation {generation.path.name} is plain sampling: only guided samples have a target to land in."
+            )
+        clusters = self.find(self.find(target["classifier"]).inputs["clusters"])
+        features = self.features(generation, self.find(clusters.inputs["features"]).inputs["feature"])
+        stage = self.stage("landed", {"features": features.path.name, "clusters": clusters.path.name})
+
+        def make(stage: Stage) -> dict:
+            c = self.clustering(clusters)
+            labels = surrogate_labels(
+                read_array(features.file("features.npy")), c.centroids, c.cohesion, c.kept, clusters.inputs["unkept"]
+            )
+            write_array(stage.file("labels.npy"), labels)
+            return {
+                "landed": round(float((labels == self.targets(generation).numpy()).mean()), 4),
+                "n_generated": len(labels),
+                "background": int((labels == c.n_classes).sum()),
+            }
+
+        return self.stages.build(stage, make)
+
+    def landed_labels(self, landed: Stage) -> np.ndarray:
+        """(N,) int64: a landed stage's surrogate label of each guided sample (n_classes: background)."""
+        return read_array(landed.file("labels.npy"))
 
     # -- 4. scoring ------------------------------------------------------------------------------
     def reference(self) -> Stage:
