@@ -17,8 +17,10 @@ when a process dies, and work on local and most network file systems.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
+import io
 import json
 import math
 import os
@@ -35,21 +37,49 @@ from side_core.errors import SideError
 DONE = "done.json"
 INPUTS = "inputs.json"
 LOCK_SUFFIX = ".lock"
+# Writes the disk refuses, in words a user can act on.
+REFUSED = {
+    errno.ENOSPC: "the disk holding it is full",
+    errno.EDQUOT: "the disk quota there is used up",
+    errno.EROFS: "its file system is read-only, so it cannot be written",
+    errno.EACCES: "this process may not write there, so it cannot be written",
+    errno.EPERM: "this process may not write there, so it cannot be written",
+}
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a write the disk refuses (full, read-only, not permitted) into a SideError naming the path
+    and the fix, instead of a traceback. Nothing half-written is left under a final name (atomic_path),
+    so the stages that finished are kept and the next run resumes from them."""
+    try:
+        yield
+    except OSError as err:
+        why = REFUSED.get(err.errno)
+        if why is None:
+            raise
+        raise SideError(
+            f"Cannot write {path}: {why} ({err.strerror}). Free space there or make it writable, or write "
+            "elsewhere (the CLI's --store and --out, the app's SIDE_RUNS); the stages that finished are kept "
+            "and the next run resumes from them."
+        ) from err
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds. A
+    write the disk refuses is a SideError (see _writing)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield Path(tmp)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -74,10 +104,13 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
+    # Serialized in memory and written by Python, so that a refused write is an OSError with its errno
+    # (safetensors' own file writer reports a full disk as a SafetensorError without one). Same bytes.
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        tmp.write_bytes(blob)
 
 
 def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -156,8 +189,9 @@ def _stat_signature(folder: Path, names: list[str]) -> tuple | None:
 
 @contextlib.contextmanager
 def _flock(path: Path, blocking: bool) -> Iterator[bool]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -193,7 +227,8 @@ class Stage:
         return (self.path / DONE).exists()
 
     def begin(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        with _writing(self.path):
+            self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / INPUTS).exists():
             write_json(self.path / INPUTS, self.inputs)
 
@@ -232,9 +267,10 @@ class Stage:
     def reopen(self, damaged: dict[str, str]) -> None:
         """Undo ``finish`` and delete the damaged files, so that the stage is made again (for a
         generation: only its damaged shards)."""
-        (self.path / DONE).unlink(missing_ok=True)
-        for name in damaged:
-            (self.path / name).unlink(missing_ok=True)
+        with _writing(self.path):
+            (self.path / DONE).unlink(missing_ok=True)
+            for name in damaged:
+                (self.path / name).unlink(missing_ok=True)
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -285,8 +321,10 @@ class Stage:
 
 
 def write_array(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(array), allow_pickle=False)
+    buffer = io.BytesIO()  # in memory, as write_tensors: numpy reports a short write without an errno
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
 
 
 def read_array(path: str | os.PathLike) -> np.ndarray:
