@@ -1,5 +1,6 @@
-"""UnCond vs Cond vs SIDE (and the Filter baseline) on one model at equal N_G, over several
-generation seeds, with the cost-of-extraction curves, SIDE under each allocation, and sweeps.
+"""UnCond vs Cond vs SIDE (and the Filter baseline, and the shuffled-label control) on one model at
+equal N_G, over several generation seeds, with the cost-of-extraction curves, where guided samples
+land, the whole SIDE run (pool plus guided samples) against UnCond, SIDE under each allocation, and sweeps.
 
     python -m benchmarks.extraction                                   # the bundled default, N_G 512
     python -m benchmarks.extraction --model M --data D --name extraction_fashion-mnist
@@ -10,9 +11,10 @@ method). Every method runs at each of --seeds (default 0, 2, 3: other noise and 
 surrogate built from --surrogate-seed), because one seed's samples-to-K moves by tens of samples;
 SIDE also runs under each of --allocations. Writes to benchmarks/results/: NAME.json (the engine's
 report at the first seed, plus n_train, seeds, the mean curves, samples_to_k, per-seed rows, the
-allocations and the headline ratios), NAME.md (the tables), NAME.png (bars per method and band),
-NAME_curve.png (distinct extractions vs N_G, and vs every sample drawn with the Filter baseline),
-and with --sweeps sweep_scale.{json,png} and sweep_k.{json,png}.
+controls, the landed fractions, the whole run, the allocations and the headline ratios), NAME.md
+(the tables), NAME.png (bars per method and band), NAME_curve.png (distinct extractions vs N_G, vs
+every sample drawn with the Filter baseline, and the whole run), and with --sweeps
+sweep_scale.{json,png} and sweep_k.{json,png}.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ALLOCATIONS, ExtractionConfig
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
-from side_core.pipeline import METHODS, Run, extract, guidance_sweep
+from side_core.pipeline import CONTROLS, METHODS, Run, extract, guidance_sweep
 from side_core.report import Report, markdown_table, ratio
 from side_core.store import write_json, write_text
 
@@ -53,6 +55,18 @@ def parse_args() -> argparse.Namespace:
         default=",".join(ALLOCATIONS),
         help="SIDE is also run with each of these allocations, to compare them (--allocation is the headline)",
     )
+    p.add_argument(
+        "--controls",
+        default=",".join(CONTROLS),
+        help="controls run beside the methods (shuffled: SIDE's guidance from a classifier on shuffled labels); "
+        "empty: none",
+    )
+    p.add_argument(
+        "--max-extra-plain",
+        type=int,
+        default=4096,
+        help="at most this many plain samples beyond N_syn + N_G to count UnCond at the SIDE run's wall time",
+    )
     p.add_argument("--name", default="extraction", help="results base name, e.g. extraction_fashion-mnist")
     add_output_flags(p)
     return p.parse_args()
@@ -67,10 +81,14 @@ def mean(values: list[float]) -> float:
     return round(sum(values) / len(values), 2)
 
 
-def over_seeds(run: Run, config: ExtractionConfig, seeds: list[int], methods: tuple[str, ...]) -> list[Report]:
+def over_seeds(
+    run: Run, config: ExtractionConfig, seeds: list[int], methods: tuple[str, ...], max_extra_plain: int = 0
+) -> list[Report]:
     """The engine's report at each generation seed; the surrogate (N_syn pool, clusters,
     classifiers) is built once, from config.surrogate_seed, and shared by every seed."""
-    return [extract(run, dataclasses.replace(config, seed=seed), methods) for seed in seeds]
+    return [
+        extract(run, dataclasses.replace(config, seed=seed), methods, max_extra_plain=max_extra_plain) for seed in seeds
+    ]
 
 
 def summary_over_seeds(run: Run, reports: list[Report], method: str) -> dict:
@@ -83,15 +101,47 @@ def summary_over_seeds(run: Run, reports: list[Report], method: str) -> dict:
                 "seed": report.config["seed"],
                 "ams_high": row.ams["high"],
                 "distinct": row.distinct,
+                "landed": row.landed,
                 "curve": curve_of(run, row.score, row.n_generated),
             }
         )
-    n = len(rows[0]["curve"])
+    landed = [r["landed"] for r in rows]
     return {
         "rows": rows,
         "mean_ams_high": mean([r["ams_high"] for r in rows]),
         "mean_distinct": mean([r["distinct"] for r in rows]),
-        "curve": [round(sum(r["curve"][i] for r in rows) / len(rows), 3) for i in range(n)],
+        "mean_landed": None if None in landed else round(sum(landed) / len(landed), 4),
+        "curve": mean_curve([r["curve"] for r in rows]),
+    }
+
+
+def mean_curve(curves: list[list[int]]) -> list[float]:
+    return [round(sum(c[i] for c in curves) / len(curves), 3) for i in range(len(curves[0]))]
+
+
+def whole_run_over_seeds(reports: list[Report]) -> dict:
+    """The whole SIDE run (pool plus guided samples) against UnCond with as many samples and with the
+    same wall time: per seed, and the means over seeds."""
+    runs = [r.whole_run for r in reports]
+    same_time = [w.uncond_same_time for w in runs]
+    seconds = {k: round(sum(w.seconds[k] for w in runs) / len(runs), 5) for k in runs[0].seconds}
+    return {
+        "n_total": runs[0].n_total,
+        "n_syn": runs[0].n_syn,
+        "side": mean([w.side for w in runs]),
+        "uncond": mean([w.uncond for w in runs]),
+        "curves": {
+            "side": mean_curve([list(w.side_curve) for w in runs]),
+            "uncond": mean_curve([list(w.uncond_curve) for w in runs]),
+        },
+        "seconds": seconds,
+        "n_same_time": mean([w.n_same_time for w in runs]),
+        "uncond_same_time": None if None in same_time else mean(same_time),
+        "extra_plain": mean([w.extra_plain for w in runs]),
+        "per_seed": [
+            {"seed": r.config["seed"], **{k: v for k, v in w.to_json().items() if k != "curves"}}
+            for r, w in zip(reports, runs, strict=True)
+        ],
     }
 
 
@@ -124,15 +174,19 @@ def plot_bars(report: dict, path: Path) -> None:
     save(fig, path)
 
 
-def plot_curves(curves: dict[str, list[float]], stk: dict, path: Path, pool: dict | None = None) -> None:
-    """Left: mean distinct extractions vs N_G (the paper's equal-budget view). Right: the same
-    against every sample drawn, the N_syn pool included, with the Filter baseline on that pool."""
+def plot_curves(
+    curves: dict[str, list[float]], stk: dict, path: Path, pool: dict | None = None, whole: dict | None = None
+) -> None:
+    """Left: mean distinct extractions vs N_G (the paper's equal-budget view). Middle: the same
+    against every sample drawn, the N_syn pool included, with the Filter baseline on that pool.
+    Right: the whole SIDE run, pool then guided samples, against the pool then UnCond's samples."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if pool else 1, figsize=(12 if pool else 6, 4), squeeze=False)
+    n_panels = 1 + bool(pool) + bool(whole)
+    fig, axes = plt.subplots(1, n_panels, figsize=(6 * n_panels, 4), squeeze=False)
     ax = axes[0][0]
     for method, curve in curves.items():
-        ax.plot(range(1, len(curve) + 1), curve, label=method)
+        ax.plot(range(1, len(curve) + 1), curve, label=method, ls="--" if method in CONTROLS else "-")
     ax.axhline(stk["k"], color="grey", lw=0.8, ls="--", label=f"K = {stk['k']}")
     ax.set_xlabel("N_G (samples drawn, in order)")
     ax.set_ylabel("distinct training images extracted (high band)")
@@ -150,11 +204,21 @@ def plot_curves(curves: dict[str, list[float]], stk: dict, path: Path, pool: dic
         ax.set_ylabel("distinct training images extracted (high band)")
         ax.set_title("counting the N_syn pool")
         ax.legend()
+    if whole:
+        ax = axes[0][-1]
+        for method, curve in whole["curves"].items():
+            ax.plot(range(1, len(curve) + 1), curve, label=f"pool, then {method}")
+        ax.axvline(whole["n_syn"], color="grey", lw=0.8, ls=":", label="end of the pool")
+        ax.set_xlabel("samples in the whole run (the N_syn pool first)")
+        ax.set_ylabel("distinct training images extracted (high band)")
+        ax.set_title("the whole SIDE run vs UnCond with as many samples")
+        ax.legend()
     save(fig, path)
 
 
-def table_lines(report: dict, made_by: dict) -> list[str]:
-    """extraction.md: the first seed's table, the means over seeds, the allocations, the yardsticks."""
+def table_lines(report: dict, first: Report, made_by: dict) -> list[str]:
+    """extraction.md: the first seed's table (``first``, the engine's report), the means over seeds,
+    the controls, where guided samples landed, the whole run, the allocations, the yardsticks."""
     stk = report["samples_to_k"]
     lines = [
         f"Command: `{made_by['command']}` (git {made_by['git']['revision']}, sampler "
@@ -162,7 +226,7 @@ def table_lines(report: dict, made_by: dict) -> list[str]:
         "",
         f"Seed {report['seeds'][0]}:",
         "",
-        markdown_table(report),
+        markdown_table(first),
         "",
         f"Means over seeds {report['seeds']} (same surrogate), K = {stk['k']}:",
         "",
@@ -171,6 +235,32 @@ def table_lines(report: dict, made_by: dict) -> list[str]:
     ]
     for m, r in report["means"].items():
         lines.append(f"| {m} | {r['ams_high']} | {r['distinct']} | {stk[m] or 'never'} |")
+    for m, r in report.get("controls", {}).items():
+        lines.append(f"| {m} (control) | {r['ams_high']} | {r['distinct']} | {r['samples_to_k'] or 'never'} |")
+    if report.get("landed"):
+        lines += [
+            "",
+            "Guided samples that landed in their target class (mean over seeds): "
+            + ", ".join(f"{m} {100 * f:.1f}%" for m, f in report["landed"].items() if f is not None)
+            + ".",
+        ]
+    whole = report.get("whole_run")
+    if whole:
+        s = whole["seconds"]
+        same_time = (
+            f"UnCond then holds {whole['uncond_same_time']} distinct faces"
+            if whole["uncond_same_time"] is not None
+            else "more than --max-extra-plain allows, so UnCond at the same wall time is not counted"
+        )
+        lines += [
+            "",
+            f"Whole run (means over seeds): the {whole['n_syn']}-sample pool plus the guided samples "
+            f"({whole['n_total']} samples) hold {whole['side']} distinct faces; UnCond with {whole['n_total']} plain "
+            f"samples {whole['uncond']}. A guided sample costs {s['guided_over_plain']}x a plain one "
+            f"({s['guided_per_sample']:.4f} s vs {s['plain_per_sample']:.4f} s); with the surrogate's "
+            f"{s['surrogate']:.0f} s (features, clustering, classifier) the SIDE run takes as long as "
+            f"{whole['n_same_time']} plain samples ({whole['extra_plain']} drawn beyond N_total): {same_time}.",
+        ]
     lines += [
         "",
         "SIDE allocations (means over the same seeds):",
@@ -262,11 +352,14 @@ def main() -> None:
         dataclasses.replace(config, allocation=allocation)
     started = time.perf_counter()
 
-    reports = over_seeds(run, config, seeds, METHODS)
+    controls = tuple(c for c in args.controls.split(",") if c.strip())
+    reports = over_seeds(run, config, seeds, METHODS + controls, args.max_extra_plain)
     report = reports[0].to_json()  # the engine's report shape (report.json), at the first seed
     summaries = {m: summary_over_seeds(run, reports, m) for m in METHODS}
     k = max(1, int(max(s["curve"][-1] for s in summaries.values())) // 2)
     stk = add_samples_to_k(summaries, k)
+    control_summaries = {c: summary_over_seeds(run, reports, c) for c in controls}
+    control_stk = add_samples_to_k(control_summaries, k)
     compared = {}
     for allocation in allocations:
         other = over_seeds(run, dataclasses.replace(config, allocation=allocation), seeds, ("side",))
@@ -280,6 +373,21 @@ def main() -> None:
         samples_to_k=stk,
         per_seed={m: s["rows"] for m, s in summaries.items()},
         means={m: {"ams_high": s["mean_ams_high"], "distinct": s["mean_distinct"]} for m, s in summaries.items()},
+        controls={
+            c: {
+                "ams_high": s["mean_ams_high"],
+                "distinct": s["mean_distinct"],
+                "samples_to_k": control_stk[c],
+                "landed": s["mean_landed"],
+                "curve": s["curve"],
+                "rows": s["rows"],
+            }
+            for c, s in control_summaries.items()
+        },
+        landed={
+            m: s["mean_landed"] for m, s in {**summaries, **control_summaries}.items() if s["mean_landed"] is not None
+        },
+        whole_run=whole_run_over_seeds(reports),
         allocations={
             config.allocation: {
                 "ams_high": summaries["side"]["mean_ams_high"],
@@ -301,11 +409,18 @@ def main() -> None:
         **made_by,
     )
     write_json(out / f"{name}.json", report)
-    lines = table_lines(report, made_by)
+    lines = table_lines(report, reports[0], made_by)
     lines.append(f"Wall time: {time.perf_counter() - started:.0f} s")
     write_text(out / f"{name}.md", "\n".join(lines) + "\n")
     plot_bars(report, out / f"{name}.png")
-    plot_curves(report["curves"], stk, out / f"{name}_curve.png", report.get("filter"))
+    control_curves = {c: s["curve"] for c, s in control_summaries.items()}
+    plot_curves(
+        {**report["curves"], **control_curves},
+        stk,
+        out / f"{name}_curve.png",
+        report.get("filter"),
+        report["whole_run"],
+    )
     print("\n".join(lines))
     if args.sweeps:
         scales = tuple(float(s) for s in args.scales.split(","))
