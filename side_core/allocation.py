@@ -1,9 +1,12 @@
 """How a guided budget is spread over the surrogate classes, and which samples nearly coincide.
 
-Allocations (``ExtractionConfig.allocation``): "uniform" draws each sample's class at random (the
-paper's protocol, SIDE section 4); "stratified" gives the next sample to the least-aimed class (each
-class once per round, in a random order per shard). Either way shard i's classes are a function of
-(seed, i) alone, so any process can make any shard.
+Allocations (``ExtractionConfig.allocation``): "flagged" draws each sample's class with probability
+proportional to the class's flagged share, the share of its pool samples that have a near-identical
+partner (below), so the budget goes where the model repeats itself and classes with no such sample get
+none; "uniform" draws each sample's class at random (the paper's protocol, SIDE section 4);
+"stratified" gives the next sample to the least-aimed class (each class once per round, in a random
+order per shard). In every case shard i's classes are a function of (seed, i) alone, so any process
+can make any shard.
 
 Near-identical samples are the training-free evidence of memorization (Carlini et al. 2023, "Extracting
 Training Data from Diffusion Models"): a model that copies a training image draws it again and again,
@@ -11,12 +14,13 @@ so two of its samples land almost on top of each other. "Almost" is set by the m
 N_syn plain samples: two samples are near-identical when their feature cosine is at least the
 ``NEAR_IDENTICAL_QUANTILE`` quantile of the pool's nearest-neighbour similarities, i.e. as close as
 the closest 5% of the pool's neighbour pairs. The Filter baseline reports the pool samples that have a
-near-identical partner in the pool.
+near-identical partner in the pool; "core" labels (:func:`core_labels`) keep only those samples in
+each class, so the classifier learns the repeated images rather than everything near them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,17 +43,32 @@ class Target:
     n_classes: int
     cls: int | None = None  # None: every class, spread by ``allocation``
     allocation: str = "uniform"
+    # "flagged": each class's weight, its flagged share (:func:`flagged_share`); None otherwise
+    weights: tuple[float, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
         if self.cls is not None and (isinstance(self.cls, bool) or not 0 <= self.cls < self.n_classes):
             raise SideError(f"Class {self.cls!r} does not exist: the surrogate classes are 0 to {self.n_classes - 1}.")
         if self.allocation not in ALLOCATIONS:
             raise SideError(f"Unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}.")
+        if (self.allocation == "flagged") != (self.weights is not None):
+            raise SideError("Class weights go with the flagged allocation, and only with it.")
+        if self.weights is not None:
+            w = np.asarray(self.weights, dtype=np.float64)
+            if w.shape != (self.n_classes,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+                raise SideError(
+                    f"Class weights {self.weights!r}: give {self.n_classes} finite weights >= 0, not all 0."
+                )
+            object.__setattr__(self, "weights", tuple(float(v) for v in w))
 
     def key(self) -> dict[str, Any]:
         """The target's part of a generation stage's inputs. The two null entries are fixed: stored
-        generations were keyed with them (fields of an allocation since removed), and keep their keys."""
-        return {**asdict(self), "near_identical": None, "feature": None}
+        generations were keyed with them (fields of an allocation since removed), and keep their keys;
+        ``weights`` appears only when set, for the same reason."""
+        key = {**asdict(self), "near_identical": None, "feature": None}
+        if self.weights is None:
+            del key["weights"]
+        return key
 
     def classes(self, seed: int, sharding: Sharding, i: int) -> np.ndarray:
         """(sharding.size(i),) int64: the target class of each sample of shard ``i``."""
@@ -58,6 +77,9 @@ class Target:
             return np.full(size, self.cls, dtype=np.int64)
         if self.allocation == "uniform":
             return np.random.default_rng([seed, i, 1]).integers(0, self.n_classes, size)
+        if self.allocation == "flagged":
+            p = np.asarray(self.weights) / sum(self.weights)
+            return np.random.default_rng([seed, i, 1]).choice(self.n_classes, size=size, p=p).astype(np.int64)
         counts = np.zeros(self.n_classes, dtype=np.int64)
         active = np.arange(self.n_classes)
         for j in range(i):  # replay the earlier shards' choices: they are pure functions of (seed, j)
@@ -80,6 +102,31 @@ def pool_neighbours(features: np.ndarray, quantile: float = NEAR_IDENTICAL_QUANT
         has = close.any(axis=1)
         partner[start : start + len(s)][has] = close[has].argmax(axis=1)
     return nn, threshold, partner
+
+
+def flagged_share(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:
+    """(n_classes,) float64: the share of each class's pool samples that have a near-identical partner.
+
+    ``labels`` (N,) surrogate labels of the pool (``n_classes``: background), ``partner`` (N,) from
+    :func:`pool_neighbours`. Raises when no class holds such a sample: there is no evidence to aim by."""
+    labels, flagged = np.asarray(labels), np.asarray(partner) >= 0
+    sizes = np.bincount(labels, minlength=n_classes + 1)[:n_classes]
+    counts = np.bincount(labels[flagged], minlength=n_classes + 1)[:n_classes]
+    if not counts.any():
+        raise SideError(
+            f"None of the {n_classes} surrogate classes holds a pool sample with a near-identical partner "
+            f"({int(flagged.sum())} flagged in all): use --allocation uniform and --labels clusters, or raise N_syn."
+        )
+    return counts / np.maximum(sizes, 1)
+
+
+def core_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:
+    """(N,) int64 "core" labels: a class keeps only its pool samples with a near-identical partner in
+    the pool (``partner >= 0``), the samples the model repeats; every other sample is background
+    (``n_classes``), which guidance never aims at. ``labels`` (N,) are the cluster labels."""
+    flagged_share(labels, n_classes, partner)  # refuses a pool with no evidence in any class
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.where(np.asarray(partner) >= 0, labels, n_classes).astype(np.int64)
 
 
 def near_identical_groups(partner: np.ndarray) -> np.ndarray:

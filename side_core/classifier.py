@@ -1,16 +1,19 @@
-"""The surrogate classifier: a small ResNet with GroupNorm and a FiLM timestep module.
+"""The surrogate classifier, its training, evaluation, guidance and checkpoints.
 
-``time_dependent=True`` gives SIDE's noise-aware classifier p_phi(y | x_t, t), trained on
-x_t = scheduler.add_noise(x0, eps, t) with t uniform; ``False`` gives the Cond baseline's classifier,
-trained on clean images and blind to t. GroupNorm (not BatchNorm) keeps batch elements independent,
-so one sample's guidance never depends on the others in its batch.
+Two architectures (``ExtractionConfig.classifier``): a head on the target model's own UNet encoder
+(side_core.unet_head, the default), and the paper's small ResNet with GroupNorm and a FiLM timestep
+module, defined here. ``time_dependent=True`` gives SIDE's noise-aware classifier p_phi(y | x_t, t),
+trained on x_t = scheduler.add_noise(x0, eps, t) with t drawn over all training timesteps or over
+the sampler's own; ``False`` gives the Cond baseline's classifier, trained on clean images and blind
+to t. GroupNorm (not BatchNorm) keeps batch elements independent, so one sample's guidance never
+depends on the others in its batch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,13 +21,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, UNet2DModel
 
-from side_core.config import ClassifierConfig, ClassifierTrainConfig
+from side_core.config import ClassifierConfig, ClassifierTrainConfig, UNetHeadConfig
 from side_core.distributed import DataParallel
 from side_core.errors import SideError
 from side_core.sampling import GuidanceFn
 from side_core.store import finite_or_none, read_json, read_tensors, write_json, write_tensors
+from side_core.unet_head import UNetHead
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,9 @@ class SurrogateClassifier(nn.Module):
         return self.head(h)
 
 
+Classifier = SurrogateClassifier | UNetHead  # (x_t (N, C, H, W), t (N,)) -> (N, n_classes) logits
+
+
 @dataclass
 class ClassifierReport:
     """Held-out accuracy, per quartile of the training timesteps, clean, and (where evaluated) at each
@@ -144,11 +151,15 @@ def train_classifier(
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, float], None] | None = None,
     n_targets: int | None = None,
-) -> tuple[SurrogateClassifier, ClassifierReport]:
+    unet: UNet2DModel | None = None,
+    sampler_timesteps: Sequence[int] | None = None,
+) -> tuple[Classifier, ClassifierReport]:
     """Train on labelled clean samples x0 (N, C, H, W) in [-1, 1] with labels (N,) int64.
 
     The time-dependent classifier sees scheduler.add_noise(x0, eps, t), t uniform over the training
-    timesteps; the time-blind one sees x0. ``progress(step, total, loss)`` is called every step.
+    timesteps or, with ``train_config.timesteps == "sampler"``, over ``sampler_timesteps``; the
+    time-blind one sees x0. A :class:`UNetHeadConfig` needs the model's ``unet``; only the head is
+    trained. ``progress(step, total, loss)`` is called every step.
     Accuracy is reported on held-out samples with labels below ``n_targets`` (default: all), so
     that a background label, which guidance never aims at, does not inflate it.
     """
@@ -160,17 +171,22 @@ def train_classifier(
     x_train, y_train = x0[train_idx].to(device), labels[train_idx].to(device)
     with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's global RNG
         torch.manual_seed(train_config.seed)
-        model = SurrogateClassifier(config).to(device)
+        model = build_classifier(config, unet).to(device)
     dp = DataParallel(model)  # DDP over the launched processes, if any (they all call this together)
     opt = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
-    n_timesteps = scheduler.config.num_train_timesteps
+    train_t = training_timesteps(scheduler, train_config, sampler_timesteps) if config.time_dependent else None
+    # class-balanced batches: each sample drawn with weight 1 / (its label's count)
+    weights = 1.0 / torch.bincount(y_train.cpu())[y_train.cpu()].double() if train_config.balanced else None
     running, history = None, []
     model.train()
     for step in range(1, train_config.steps + 1):
-        idx = torch.randint(len(x_train), (train_config.batch_size,), generator=generator).to(device)
-        x, y = x_train[idx], y_train[idx]
+        if weights is None:
+            idx = torch.randint(len(x_train), (train_config.batch_size,), generator=generator)
+        else:
+            idx = torch.multinomial(weights, train_config.batch_size, replacement=True, generator=generator)
+        x, y = x_train[idx.to(device)], y_train[idx.to(device)]
         if config.time_dependent:
-            t = torch.randint(n_timesteps, (len(x),), generator=generator).to(device)
+            t = train_t[torch.randint(len(train_t), (len(x),), generator=generator)].to(device)
             eps = torch.randn(x.shape, generator=generator).to(device)
             x = scheduler.add_noise(x, eps, t)
         else:
@@ -206,6 +222,26 @@ def train_classifier(
         report.chance,
     )
     return model, report
+
+
+def build_classifier(config: ClassifierConfig | UNetHeadConfig, unet: UNet2DModel | None = None) -> Classifier:
+    """The classifier a config describes, untrained: the ResNet, or a head on ``unet``'s encoder."""
+    if isinstance(config, UNetHeadConfig):
+        if unet is None:
+            raise SideError("The UNet-head classifier reads the model's UNet: pass the model's unet.")
+        return UNetHead(config, unet)
+    return SurrogateClassifier(config)
+
+
+def training_timesteps(
+    scheduler: DDPMScheduler, train_config: ClassifierTrainConfig, sampler_timesteps: Sequence[int] | None
+) -> torch.Tensor:
+    """(T,) int64: the timesteps a time-dependent classifier's t is drawn from, uniformly."""
+    if train_config.timesteps == "uniform":
+        return torch.arange(scheduler.config.num_train_timesteps)
+    if not sampler_timesteps:
+        raise SideError("Training at the sampler's timesteps needs them: pass sampler_timesteps (e.g. 25 DDPM steps).")
+    return torch.as_tensor(list(sampler_timesteps), dtype=torch.long)
 
 
 def held_out_split(
@@ -295,7 +331,7 @@ def evaluate(
     return ClassifierReport(quartiles, accuracy, clean, chance, [])
 
 
-def classifier_guidance(model: SurrogateClassifier, target: torch.Tensor | int) -> GuidanceFn:
+def classifier_guidance(model: Classifier, target: torch.Tensor | int) -> GuidanceFn:
     """A guidance callable (x_t, t) -> grad_{x_t} log p(target | x_t, t).
 
     ``target`` is one class for the whole batch or (N,) int64 per sample. A time-blind classifier
@@ -314,21 +350,32 @@ def classifier_guidance(model: SurrogateClassifier, target: torch.Tensor | int) 
     return grad_log_prob
 
 
-def save_classifier(model: SurrogateClassifier, report: ClassifierReport | None, folder: str | Path) -> None:
+def save_classifier(model: Classifier, report: ClassifierReport | None, folder: str | Path) -> None:
+    """classifier.safetensors (the trained weights: a UNet head's alone, never the model's UNet) and
+    classifier.json (architecture, config, report), from which :func:`load_classifier` rebuilds it."""
     folder = Path(folder)
     write_tensors(folder / "classifier.safetensors", model.state_dict())
     write_json(
         folder / "classifier.json",
-        {"config": model.config.to_dict(), "report": report.to_dict() if report else None},
+        {
+            "architecture": model.config.architecture,
+            "config": model.config.to_dict(),
+            "report": report.to_dict() if report else None,
+        },
     )
 
 
-def load_classifier(folder: str | Path, device: str | torch.device = "cpu") -> tuple[SurrogateClassifier, dict | None]:
-    """Rebuild a classifier from its folder; return it (eval mode, no grad) and its report."""
+def load_classifier(
+    folder: str | Path, device: str | torch.device = "cpu", unet: UNet2DModel | None = None
+) -> tuple[Classifier, dict | None]:
+    """Rebuild a classifier from its folder; return it (eval mode, no grad) and its report. A UNet
+    head is rebuilt on ``unet``, the model it was trained on (its stage is keyed by that model)."""
     folder = Path(folder)
     if not (folder / "classifier.json").exists() or not (folder / "classifier.safetensors").exists():
         raise SideError(f"{folder} holds no saved classifier (classifier.json + classifier.safetensors).")
     meta = read_json(folder / "classifier.json")
-    model = SurrogateClassifier(ClassifierConfig(**meta["config"]))
+    # checkpoints written before the UNet head existed name no architecture: they are ResNets
+    config_class = {c.architecture: c for c in (ClassifierConfig, UNetHeadConfig)}[meta.get("architecture", "resnet")]
+    model = build_classifier(config_class(**meta["config"]), unet)
     model.load_state_dict(read_tensors(folder / "classifier.safetensors"))
     return model.to(device).eval().requires_grad_(False), meta["report"]

@@ -85,10 +85,10 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
-    from side_core.config import ALLOCATIONS, UNKEPT, ExtractionConfig
+    from side_core.config import ALLOCATIONS, CLASSIFIER_RECIPES, CLASSIFIERS, LABELS, UNKEPT, ExtractionConfig
 
     d = ExtractionConfig()
-    c, t, s = d.cluster, d.classifier_train, d.sample
+    c, s = d.cluster, d.sample
 
     add_flag(
         p, "--model", "default", "'default', 'faces100-memorized', 'faces40', a diffusers model folder, or a hub id"
@@ -124,11 +124,28 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         p,
         "--allocation",
         d.allocation,
-        "how guided samples are spread over the classes: uniform draws (the paper) or stratified rounds that aim "
-        "at every class once per round",
+        "how guided samples are spread over the classes: in proportion to each class's share of pool samples "
+        "with a near-identical partner (flagged), uniform draws (the paper), or stratified rounds that aim at every "
+        "class once per round",
         choices=ALLOCATIONS,
     )
-    add_flag(p, "--classifier-steps", t.steps, "classifier training steps", type=int)
+    add_flag(
+        p,
+        "--classifier",
+        d.classifier,
+        "guiding classifier: a head on the model's own UNet encoder, or the paper's ResNet trained from scratch",
+        choices=CLASSIFIERS,
+    )
+    add_flag(
+        p,
+        "--labels",
+        d.labels,
+        "what the classifier learns: each class's pool samples with a near-identical partner, the rest "
+        "background (core), or every member of each kept cluster (clusters, the paper)",
+        choices=LABELS,
+    )
+    recipes = ", ".join(f"{name} {recipe.steps}" for name, recipe in CLASSIFIER_RECIPES.items())
+    p.add_argument("--classifier-steps", type=int, default=None, help=f"classifier training steps (default: {recipes})")
     add_flag(p, "--guidance-scale", s.guidance_scale, "lambda, >= 0", type=float)
     p.add_argument(
         "--guidance-window",
@@ -221,8 +238,14 @@ def open_run(args: argparse.Namespace, store: str | Path):
 
 
 def extraction_config(args: argparse.Namespace):
-    """The ExtractionConfig the extraction flags describe."""
-    from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+    """The ExtractionConfig the extraction flags describe; the classifier is trained by its own recipe."""
+    from dataclasses import replace
+
+    from side_core.config import CLASSIFIER_RECIPES, ClusterConfig, ExtractionConfig, SampleConfig
+
+    recipe = CLASSIFIER_RECIPES[args.classifier]
+    if args.classifier_steps is not None:
+        recipe = replace(recipe, steps=args.classifier_steps)
 
     return ExtractionConfig(
         n_samples=args.n_samples,
@@ -235,7 +258,9 @@ def extraction_config(args: argparse.Namespace):
             unkept=args.unkept,
             seed=args.surrogate_seed,
         ),
-        classifier_train=ClassifierTrainConfig(steps=args.classifier_steps, seed=args.surrogate_seed),
+        classifier=args.classifier,
+        labels=args.labels,
+        classifier_train=replace(recipe, seed=args.surrogate_seed),
         sample=SampleConfig(
             sampler=args.sampler,
             num_steps=args.steps,

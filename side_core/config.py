@@ -9,18 +9,29 @@ copy with ``dataclasses.replace``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, ClassVar
 
 from side_core.errors import SideError
 
 SAMPLERS = ("ddpm", "ddim")
 FEATURES = ("unet", "pixels", "sscd")
 UNKEPT = ("background", "nearest")  # what happens to samples of the clusters not kept
-# How the N_G guided samples are spread over the surrogate classes: "uniform" draws each sample's
-# class at random (the paper's protocol), "stratified" aims at every class once per round
-# (side_core.allocation; how they compare: benchmarks/README.md).
-ALLOCATIONS = ("uniform", "stratified")
+# How the N_G guided samples are spread over the surrogate classes: "flagged" draws each sample's
+# class with probability proportional to the class's share of pool samples with a near-identical
+# partner (the Filter signal, no training data), "uniform" draws it uniformly (the paper's protocol),
+# "stratified" aims at every class once per round (side_core.allocation; how they compare:
+# benchmarks/README.md).
+ALLOCATIONS = ("flagged", "uniform", "stratified")
+# The guiding classifier: "unet-head", a small head on the target model's own frozen UNet encoder
+# features at (x_t, t) (side_core.unet_head); "resnet", the paper's ResNet trained from scratch.
+CLASSIFIERS = ("unet-head", "resnet")
+# What the classifier learns: "core", each kept cluster's pool samples that have a near-identical
+# partner in the pool (everything else background); "clusters", every member of each kept cluster.
+LABELS = ("core", "clusters")
+# Where a time-dependent classifier's training timesteps are drawn: "sampler", the sampler's own
+# timesteps (where guidance acts); "uniform", all training timesteps (the paper).
+TRAIN_TIMESTEPS = ("sampler", "uniform")
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence and torch accept it; shard seeds stay in 64 bits
 
 
@@ -161,9 +172,10 @@ class SampleConfig(_Config):
 
 @dataclass(frozen=True, kw_only=True)
 class ClassifierConfig(_Config):
-    """The surrogate classifier p_phi(y | x_t, t) of the paper (arXiv 2410.02467) or its time-blind twin (Cond).
-    Classes, channels and size come from the clustering and the model; they have no default."""
+    """The surrogate classifier p_phi(y | x_t, t) of the paper (arXiv 2410.02467), a ResNet, or its time-blind
+    twin (Cond). Classes, channels and size come from the clustering and the model; they have no default."""
 
+    architecture: ClassVar[str] = "resnet"
     n_classes: int
     channels: int
     size: int
@@ -186,8 +198,26 @@ class ClassifierConfig(_Config):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UNetHeadConfig(_Config):
+    """A head on the target model's own UNet encoder (side_core.unet_head). The UNet is the model's:
+    only the head's weights are trained and saved. Classes come from the clustering: no default."""
+
+    architecture: ClassVar[str] = "unet-head"
+    n_classes: int
+    time_dependent: bool = True  # False: the Cond baseline, features at t = 0 of clean images only
+    feature_block: int = 1  # the down block whose output joins the mid block's: mid-level detail
+    width: int = 64  # channels of the head's 3x3 conv
+
+    def __post_init__(self) -> None:
+        _whole("classifier classes", self.n_classes, 2, hint="; lower tau or raise K")
+        _whole("feature block", self.feature_block, 0, hint=" (an index into the UNet's down blocks)")
+        _whole("head width", self.width, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClassifierTrainConfig(_Config):
-    """How the classifier is trained on the labelled synthetic samples."""
+    """How the classifier is trained on the labelled synthetic samples. The defaults are the ResNet's
+    recipe (the paper's classifier, trained from scratch); CLASSIFIER_RECIPES holds each classifier's."""
 
     steps: int = 1500  # optimizer steps; a few minutes on 2 CPU cores at the defaults
     batch_size: int = 64
@@ -195,6 +225,8 @@ class ClassifierTrainConfig(_Config):
     weight_decay: float = 0.05
     val_fraction: float = 0.1  # held out to report accuracy per timestep quartile honestly
     seed: int = 0  # weight initialisation, the held-out split, batches, noise and timesteps
+    timesteps: str = "uniform"  # where t is drawn (TRAIN_TIMESTEPS); "sampler" trains where guidance acts
+    balanced: bool = False  # class-balanced batches, so that a large background cannot drown the classes
 
     def __post_init__(self) -> None:
         _whole("classifier steps", self.steps, 1, hint="; an untrained classifier cannot guide")
@@ -203,6 +235,24 @@ class ClassifierTrainConfig(_Config):
         _real("weight decay", self.weight_decay, 0.0)
         _real("held-out fraction", self.val_fraction, 0.0, 0.5)
         check_seed(self.seed)
+        _choice("training timesteps", self.timesteps, TRAIN_TIMESTEPS)
+        if not isinstance(self.balanced, bool):
+            raise SideError(f"balanced = {self.balanced!r}: use True or False.")
+
+    def key(self) -> dict:
+        """The config's part of a classifier stage's key. Fields added since classifiers were first
+        stored are left out at their defaults, the values those classifiers were trained with, so
+        that they keep their keys."""
+        later = {"timesteps": "uniform", "balanced": False}
+        return {k: v for k, v in self.to_dict().items() if k not in later or v != later[k]}
+
+
+# Each classifier's training recipe. The head trains in ~2 minutes on 2 CPU cores: its features are
+# the UNet's, so 400 steps at a high rate suffice; the ResNet learns its features from scratch.
+CLASSIFIER_RECIPES = {
+    "unet-head": ClassifierTrainConfig(steps=400, batch_size=128, learning_rate=1e-3, timesteps="sampler"),
+    "resnet": ClassifierTrainConfig(),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,11 +296,13 @@ class ExtractionConfig(_Config):
     n_samples: int = 256  # N_G, the budget of every method
     n_syn: int = 4096  # plain samples that are clustered into surrogate classes (N_syn); ~5 min on 2 CPU cores
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    classifier_train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
-    classifier_width: int = 32
+    classifier: str = "unet-head"  # the guiding classifier (CLASSIFIERS); "resnet" is the paper's
+    labels: str = "core"  # what the classifier learns (LABELS); "clusters" is the paper's
+    classifier_train: ClassifierTrainConfig = field(default_factory=lambda: CLASSIFIER_RECIPES["unet-head"])
+    classifier_width: int = 32  # the ResNet's first-stage channels
     # lambda: set from the scale sweep on the bundled model (benchmarks/README.md)
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(guidance_scale=4.0))
-    allocation: str = "uniform"  # how guided samples are spread over the classes (ALLOCATIONS)
+    allocation: str = "flagged"  # how guided samples spread over the classes (ALLOCATIONS); the paper's: "uniform"
     seed: int = 0  # the N_G samples of every method
     # The surrogate: the synthetic set's shards use surrogate_seed + 1; K-means and the classifiers
     # take their own seeds (cluster.seed, classifier_train.seed; the CLI sets all from one flag).
@@ -266,6 +318,8 @@ class ExtractionConfig(_Config):
                 "lower K or raise N_syn (about 40 samples per cluster works well)."
             )
         _whole("classifier width", self.classifier_width, 1)
+        _choice("classifier", self.classifier, CLASSIFIERS)
+        _choice("labels", self.labels, LABELS)
         _choice("allocation", self.allocation, ALLOCATIONS)
         check_seed(self.seed)
         check_seed(self.surrogate_seed)
@@ -279,3 +333,10 @@ class ExtractionConfig(_Config):
     @property
     def synthetic_seed(self) -> int:
         return self.surrogate_seed + 1
+
+
+def paper_recipe(config: ExtractionConfig) -> ExtractionConfig:
+    """``config`` with the paper's SIDE recipe: the ResNet classifier trained on every member of each
+    kept cluster, guided samples spread uniformly over the classes (the classifier's seed is kept)."""
+    train = replace(CLASSIFIER_RECIPES["resnet"], seed=config.classifier_train.seed)
+    return replace(config, classifier="resnet", labels="clusters", allocation="uniform", classifier_train=train)

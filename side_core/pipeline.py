@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from side_core.allocation import Target
+from side_core.allocation import Target, flagged_share
 from side_core.classifier import ClassifierReport
 from side_core.config import MAX_SEED, ExtractionConfig
 from side_core.embed import load_sscd
@@ -27,7 +27,7 @@ from side_core.models import ASSETS
 from side_core.report import Report, SweepPoint, WholeRun, build_report, method_result, whole_run
 from side_core.run import Run
 from side_core.sampling import SampleProgress, validate
-from side_core.store import Stage
+from side_core.store import Stage, read_array
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,13 @@ class Surrogate:
         """Aim at class ``cls`` of the method's classifier, or at all its classes spread by the allocation."""
         n_classes = self.classifiers[method].summary()["n_classes"]
         name = self.classifiers[method].path.name
-        return Target(name, n_classes, cls) if cls is not None else Target(name, n_classes, allocation=self.allocation)
+        if cls is not None:
+            return Target(name, n_classes, cls)
+        weights = None
+        if self.allocation == "flagged":  # the pool's evidence: no training data
+            labels, partner = read_array(self.clusters.file("labels.npy")), read_array(self.pool.file("partner.npy"))
+            weights = tuple(flagged_share(labels, n_classes, partner))
+        return Target(name, n_classes, allocation=self.allocation, weights=weights)
 
     def classifier_report(self, method: str, evaluation: Stage | None = None) -> ClassifierReport:
         """The held-out accuracies of the method's classifier, per timestep quartile and clean, and
@@ -134,6 +140,10 @@ def build_surrogate(
                 progress=classifier_progress,
                 say=say,
                 shuffle_seed=config.surrogate_seed if method == "shuffled" else None,
+                architecture=config.classifier,
+                labels=config.labels,
+                pool=pool,
+                sample_config=config.sample,
             )
     return Surrogate(synthetic, features, clusters, pool, classifiers, config.allocation)
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from side_core import distributed
-from side_core.allocation import NEAR_IDENTICAL_QUANTILE, Target, near_identical_groups, pool_neighbours
+from side_core.allocation import NEAR_IDENTICAL_QUANTILE, Target, core_labels, near_identical_groups, pool_neighbours
 from side_core.classifier import (
     classifier_guidance,
     held_out_split,
@@ -39,7 +39,16 @@ from side_core.cluster import (
     silhouette,
     surrogate_labels,
 )
-from side_core.config import ClassifierConfig, ClassifierTrainConfig, ClusterConfig, SampleConfig, check_seed
+from side_core.config import (
+    CLASSIFIERS,
+    LABELS,
+    ClassifierConfig,
+    ClassifierTrainConfig,
+    ClusterConfig,
+    SampleConfig,
+    UNetHeadConfig,
+    check_seed,
+)
 from side_core.data import TrainingSet
 from side_core.embed import embed
 from side_core.errors import SideError
@@ -143,7 +152,7 @@ class Run:
         sharding = Sharding(n, config.batch_size)
         guide_model = None
         if target is not None and config.guidance_scale > 0:
-            guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device)
+            guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device, self.model.unet)
 
         def make_shard(i: int) -> dict[str, torch.Tensor]:
             tensors, guidance = {}, None
@@ -308,30 +317,58 @@ class Run:
         progress: Callable[[int, int, float], None] | None = None,
         say: Callable[[str], None] = log.info,
         shuffle_seed: int | None = None,
+        architecture: str = "resnet",
+        labels: str = "clusters",
+        pool: Stage | None = None,
+        sample_config: SampleConfig = SampleConfig(),
     ) -> Stage:
         """A surrogate classifier trained on the generation's samples and the clusters' labels.
 
+        ``architecture``: "resnet" (the paper's, ``width`` its channels) or "unet-head" (a head on
+        this model's UNet encoder, side_core.unet_head). ``labels``: "clusters" (every member of each
+        kept cluster) or "core" (only members with a near-identical partner in ``pool``, the pool
+        stage of the same generation; side_core.allocation.core_labels). ``sample_config``: the
+        sampler whose timesteps t is drawn from when ``train_config.timesteps == "sampler"``.
         ``shuffle_seed``: train on those labels permuted over the samples by a permutation drawn from
         this seed instead (the shuffled-label control: same recipe, same samples, same class sizes,
-        labels that say nothing about the samples); None: the cluster labels."""
+        labels that say nothing about the samples); None: the labels themselves."""
         cluster_summary = clusters.summary()
         n_classes = cluster_summary["n_classes"]
-        config = ClassifierConfig(
-            n_classes=n_classes + int(cluster_summary["background"]),
-            channels=self.model.channels,
-            size=self.model.size,
-            time_dependent=time_dependent,
-            width=width,
-        )
+        n_labels = n_classes + int(labels == "core" or cluster_summary["background"])  # + background
+        if architecture == "unet-head":
+            config = UNetHeadConfig(n_classes=n_labels, time_dependent=time_dependent)
+        elif architecture == "resnet":
+            config = ClassifierConfig(
+                n_classes=n_labels,
+                channels=self.model.channels,
+                size=self.model.size,
+                time_dependent=time_dependent,
+                width=width,
+            )
+        else:
+            raise SideError(f"Unknown classifier {architecture!r}: use one of {', '.join(CLASSIFIERS)}.")
+        if labels not in LABELS:
+            raise SideError(f"Unknown labels {labels!r}: use one of {', '.join(LABELS)}.")
         inputs = {
             "generation": generation.path.name,
             "clusters": clusters.path.name,
             "config": config.to_dict(),
-            "train": train_config.to_dict(),
+            "train": train_config.key(),
             # Part of every stored classifier's key (the weights are initialised from train.seed);
             # fixed, so that stored classifiers keep their keys.
             "seeded_init": True,
         }
+        # Each of these only when it differs from the paper's recipe: stored ResNets keep their keys.
+        if architecture != "resnet":
+            inputs["architecture"] = architecture
+        if labels == "core":
+            if pool is None:
+                raise SideError("Core labels need the pool stage (near-identical partners) of the same samples.")
+            inputs["labels"], inputs["pool"] = labels, pool.path.name
+        sampler_timesteps = None
+        if time_dependent and train_config.timesteps == "sampler":
+            sampler_timesteps = [int(t) for t in make_scheduler(self.model, sample_config).timesteps]
+            inputs["sampler_timesteps"] = sampler_timesteps
         if shuffle_seed is not None:  # only then: the cluster-label classifiers keep their stored keys
             check_seed(shuffle_seed, "shuffle seed")
             inputs["shuffled_labels"] = shuffle_seed
@@ -350,6 +387,8 @@ class Run:
                 device=self.model.device,
                 progress=progress,
                 n_targets=n_classes,
+                unet=self.model.unet,
+                sampler_timesteps=sampler_timesteps,
             )
             if not distributed.is_main():
                 return {}
@@ -360,8 +399,12 @@ class Run:
 
     def classifier_labels(self, classifier: Stage) -> torch.Tensor:
         """(N,) int64: the labels a classifier stage is trained on, one per sample of its generation:
-        its clusters' surrogate labels, permuted for the shuffled-label control."""
-        labels = read_array(self.find(classifier.inputs["clusters"]).file("labels.npy"))
+        its clusters' surrogate labels (or their core), permuted for the shuffled-label control."""
+        clusters = self.find(classifier.inputs["clusters"])
+        labels = read_array(clusters.file("labels.npy"))
+        if classifier.inputs.get("labels") == "core":
+            partner = read_array(self.find(classifier.inputs["pool"]).file("partner.npy"))
+            labels = core_labels(labels, clusters.summary()["n_classes"], partner)
         seed = classifier.inputs.get("shuffled_labels")
         return torch.from_numpy(labels if seed is None else shuffled_labels(labels, seed))
 
@@ -378,7 +421,7 @@ class Run:
         )
 
         def make(stage: Stage) -> dict:
-            model, _ = load_classifier(classifier.path, self.model.device)
+            model, _ = load_classifier(classifier.path, self.model.device, self.model.unet)
             train_config = ClassifierTrainConfig(**classifier.inputs["train"])
             labels = self.classifier_labels(classifier)
             val_idx, _ = held_out_split(len(labels), train_config)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from side_core.allocation import Target, balanced_targets, near_identical_groups, pool_neighbours
+from side_core.allocation import (
+    Target,
+    balanced_targets,
+    core_labels,
+    flagged_share,
+    near_identical_groups,
+    pool_neighbours,
+)
 from side_core.cluster import kept_clusters, l2_normalise
 from side_core.config import ClusterConfig
 from side_core.errors import SideError
@@ -98,3 +105,32 @@ def test_filter_reports_the_pool_samples_that_repeat_a_training_image(tiny_model
     assert found["extracted"] == [2, 5]
     assert found["curve"][1] == 1 and found["curve"][3] == 2  # an image counts once both its draws exist
     assert found["plain_curve"][-1] >= 3  # read as plain samples, the pool also holds image 7
+
+
+def test_core_labels_keep_only_the_flagged_members_of_each_class():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3])  # 3 classes, 3 is background
+    partner = np.array([1, 0, -1, -1, -1, 6, 5, 8, 7])  # pairs in class 0, class 2, and the background
+    core = core_labels(labels, 3, partner)
+    assert core.tolist() == [0, 0, 3, 3, 3, 2, 2, 3, 3]
+    kept = core < 3
+    assert (core[kept] == labels[kept]).all() and (partner[kept] >= 0).all()  # a subset of the clusters
+    with pytest.raises(SideError, match="near-identical partner"):
+        core_labels(labels, 3, np.where(labels == 3, partner, -1))  # only the background repeats itself
+
+
+def test_flagged_allocation_aims_only_where_the_pool_repeats_itself():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 3, 3])
+    partner = np.array([1, 0, -1, -1, -1, -1, 7, 6, 9, 8])
+    share = flagged_share(labels, 3, partner)
+    assert share.tolist() == [0.5, 0.0, 1.0]
+    target = Target("c", 3, allocation="flagged", weights=tuple(share))
+    sharding = Sharding(600, 200)
+    drawn = np.concatenate([target.classes(7, sharding, i) for i in range(3)])
+    assert not (drawn == 1).any()  # no flagged member: never a target
+    assert 0.25 < (drawn == 0).mean() < 0.42  # 0.5 / 1.5 = 1/3 expected
+    assert np.array_equal(target.classes(7, sharding, 2), target.classes(7, sharding, 2))
+    assert not np.array_equal(target.classes(7, sharding, 2), target.classes(8, sharding, 2))
+    assert target.key()["weights"] == (0.5, 0.0, 1.0)
+    assert "weights" not in Target("c", 3).key()  # stored uniform generations keep their keys
+    with pytest.raises(SideError, match="weights"):
+        Target("c", 3, allocation="flagged")

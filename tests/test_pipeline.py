@@ -144,6 +144,8 @@ def test_background_samples_train_the_classifier_but_are_never_targets(bright_da
         n_samples=32,
         n_syn=48,
         cluster=ClusterConfig(k=6, tau=0.0),
+        labels="clusters",  # the clusters' own background, whatever the pool repeats
+        allocation="uniform",
         classifier_train=ClassifierTrainConfig(steps=20, batch_size=16),
         sample=SampleConfig(num_steps=4, batch_size=16, guidance_scale=2.0),
     )
@@ -153,7 +155,7 @@ def test_background_samples_train_the_classifier_but_are_never_targets(bright_da
     surrogate = build_surrogate(run, config, ("side",))
     clustering = run.clustering(surrogate.clusters)
     assert clustering.background and clustering.n_classes == 3
-    classifier, _ = load_classifier(surrogate.classifiers["side"].path)
+    classifier, _ = load_classifier(surrogate.classifiers["side"].path, unet=run.model.unet)
     assert classifier.config.n_classes == clustering.n_classes + 1  # the background output
     target = surrogate.target("side")
     assert target.n_classes == clustering.n_classes
