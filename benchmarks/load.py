@@ -117,6 +117,26 @@ def summary(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(statistics.median(ordered), 2), "p95": round(p95, 2), "max": round(ordered[-1], 2)}
 
 
+def check_precomputed() -> None:
+    """Stop before any work, with the fix, unless the bundled store holds what the guided page needs
+    (the surrogate classes and SIDE's classifier): otherwise every session would find no Generate
+    button, and the class would wait on minutes of training instead."""
+    from app_support import jobs, state
+    from side_core.data import load_training_set
+    from side_core.models import load_model
+    from side_core.pipeline import BUNDLED_STORE, Run
+
+    model = load_model("default", "cpu")
+    data = load_training_set("default", model.channels, model.size)
+    with tempfile.TemporaryDirectory() as empty:
+        run = Run(empty, model, data, read_only_roots=(BUNDLED_STORE,))
+        if jobs.surrogate(state.DEFAULT, ("side",)).stored(run) is None:
+            raise SystemExit(
+                "error: assets/store lacks the default surrogate classes or SIDE classifier, which the guided page "
+                "needs: run `python -m side_core prepare --model default --store assets/store`."
+            )
+
+
 async def first_paint(page, url: str, session: Session) -> None:
     started = time.perf_counter()
     await page.goto(url, timeout=PAINT_TIMEOUT_S * 1000)
@@ -260,6 +280,7 @@ def main() -> None:
     if not CHROMIUM.exists():
         raise SystemExit(f"error: Debian's chromium is not at {CHROMIUM}: apt-get install -y chromium")
     out = output_dir(args, ["load.json"])
+    check_precomputed()
 
     runs = Path(tempfile.mkdtemp(prefix="side-load-runs-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIDE_")}
