@@ -175,16 +175,11 @@ def train_classifier(
     dp = DataParallel(model)  # DDP over the launched processes, if any (they all call this together)
     opt = torch.optim.AdamW(model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
     train_t = training_timesteps(scheduler, train_config, sampler_timesteps) if config.time_dependent else None
-    # class-balanced batches: each sample drawn with weight 1 / (its label's count)
-    weights = 1.0 / torch.bincount(y_train.cpu())[y_train.cpu()].double() if train_config.balanced else None
     running, history = None, []
     model.train()
     for step in range(1, train_config.steps + 1):
-        if weights is None:
-            idx = torch.randint(len(x_train), (train_config.batch_size,), generator=generator)
-        else:
-            idx = torch.multinomial(weights, train_config.batch_size, replacement=True, generator=generator)
-        x, y = x_train[idx.to(device)], y_train[idx.to(device)]
+        idx = torch.randint(len(x_train), (train_config.batch_size,), generator=generator).to(device)
+        x, y = x_train[idx], y_train[idx]
         if config.time_dependent:
             t = train_t[torch.randint(len(train_t), (len(x),), generator=generator)].to(device)
             eps = torch.randn(x.shape, generator=generator).to(device)

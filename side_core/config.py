@@ -226,7 +226,6 @@ class ClassifierTrainConfig(_Config):
     val_fraction: float = 0.1  # held out to report accuracy per timestep quartile honestly
     seed: int = 0  # weight initialisation, the held-out split, batches, noise and timesteps
     timesteps: str = "uniform"  # where t is drawn (TRAIN_TIMESTEPS); "sampler" trains where guidance acts
-    balanced: bool = False  # class-balanced batches, so that a large background cannot drown the classes
 
     def __post_init__(self) -> None:
         _whole("classifier steps", self.steps, 1, hint="; an untrained classifier cannot guide")
@@ -236,14 +235,12 @@ class ClassifierTrainConfig(_Config):
         _real("held-out fraction", self.val_fraction, 0.0, 0.5)
         check_seed(self.seed)
         _choice("training timesteps", self.timesteps, TRAIN_TIMESTEPS)
-        if not isinstance(self.balanced, bool):
-            raise SideError(f"balanced = {self.balanced!r}: use True or False.")
 
     def key(self) -> dict:
         """The config's part of a classifier stage's key. Fields added since classifiers were first
         stored are left out at their defaults, the values those classifiers were trained with, so
         that they keep their keys."""
-        later = {"timesteps": "uniform", "balanced": False}
+        later = {"timesteps": "uniform"}
         return {k: v for k, v in self.to_dict().items() if k not in later or v != later[k]}
 
 
