@@ -29,7 +29,7 @@ import torch
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
-from side_core.config import ALLOCATIONS, ExtractionConfig
+from side_core.config import ALLOCATIONS, ExtractionConfig, paper_recipe
 from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
 from side_core.pipeline import CONTROLS, METHODS, Run, extract, guidance_sweep
 from side_core.report import Report, markdown_table, ratio
@@ -66,6 +66,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=4096,
         help="at most this many plain samples beyond N_syn + N_G to count UnCond at the SIDE run's wall time",
+    )
+    p.add_argument(
+        "--no-paper",
+        dest="paper",
+        action="store_false",
+        help="skip the paper's recipe (ResNet classifiers on whole clusters, uniform targets) as rows",
     )
     p.add_argument("--name", default="extraction", help="results base name, e.g. extraction_fashion-mnist")
     add_output_flags(p)
@@ -233,10 +239,11 @@ def table_lines(report: dict, first: Report, made_by: dict) -> list[str]:
         "| method | AMS high | distinct (high) | samples to K |",
         "|---|---|---|---|",
     ]
-    for m, r in report["means"].items():
-        lines.append(f"| {m} | {r['ams_high']} | {r['distinct']} | {stk[m] or 'never'} |")
-    for m, r in report.get("controls", {}).items():
-        lines.append(f"| {m} (control) | {r['ams_high']} | {r['distinct']} | {r['samples_to_k'] or 'never'} |")
+    rows = [(m, {**r, "samples_to_k": stk[m]}) for m, r in report["means"].items()]
+    rows += [(f"{m} (control)", r) for m, r in report.get("controls", {}).items()]
+    rows += [(f"{m}, the paper's recipe", r) for m, r in report.get("paper_recipe", {}).items()]
+    for label, r in rows:
+        lines.append(f"| {label} | {r['ams_high']} | {r['distinct']} | {r['samples_to_k'] or 'never'} |")
     if report.get("landed"):
         lines += [
             "",
@@ -365,6 +372,11 @@ def main() -> None:
         other = over_seeds(run, dataclasses.replace(config, allocation=allocation), seeds, ("side",))
         compared[allocation] = summary_over_seeds(run, other, "side")
     allocation_stk = add_samples_to_k(compared, k) if compared else {}
+    paper = {}
+    if args.paper:  # the paper's recipe for both guided methods, on the same pool, seeds and lambda
+        paper_reports = over_seeds(run, paper_recipe(config), seeds, ("cond", "side"))
+        paper = {m: summary_over_seeds(run, paper_reports, m) for m in ("cond", "side")}
+    paper_stk = add_samples_to_k(paper, k) if paper else {}
     n_train = len(run.data)
     report.update(
         n_train=n_train,
@@ -388,6 +400,16 @@ def main() -> None:
             m: s["mean_landed"] for m, s in {**summaries, **control_summaries}.items() if s["mean_landed"] is not None
         },
         whole_run=whole_run_over_seeds(reports),
+        paper_recipe={
+            m: {
+                "ams_high": s["mean_ams_high"],
+                "distinct": s["mean_distinct"],
+                "samples_to_k": paper_stk[m],
+                "landed": s["mean_landed"],
+                "curve": s["curve"],
+            }
+            for m, s in paper.items()
+        },
         allocations={
             config.allocation: {
                 "ams_high": summaries["side"]["mean_ams_high"],
