@@ -251,9 +251,12 @@ def test_a_job_killed_midway_leaves_nothing_half_written_and_reruns_bit_identica
     assert any(JOBS[kind].not_stored in message.value for message in at.info), [m.value for m in at.info]
     press(kind, at)  # the job, offered again
     assert not at.exception and not at.error
+    assert not any(JOBS[kind].not_stored in message.value for message in at.info)  # its result is shown
     assert half_written(killed) == []
-    assert unfinished(killed) == []
-    assert artefacts(killed) == expected
+    assert unfinished(killed) == []  # the stages the kill interrupted are finished now
+    # and every stage is bit-identical to the uninterrupted run's (whose page may have computed more)
+    rerun = artefacts(killed)
+    assert rerun and rerun == {name: expected.get(name) for name in rerun}
 
 
 # -- a full disk, a read-only store -----------------------------------------------------------------
