@@ -22,32 +22,48 @@ if surrogate is None:
 
 size = run.model.size
 t_max = run.model.scheduler.config.num_train_timesteps - 1
-ranked = resources.ranked_classes(run, surrogate)
-state.default_target([e.cls for e in ranked])
+# The attacker's ranking reads no training image and sets the default target; the ranking by copies
+# (scored against the training set) is shown beside it for teaching only.
+evidence = resources.pool_evidence(run, surrogate)
+by_copies = resources.ranked_classes(run, surrogate)
+state.default_target([e.cls for e in evidence])
 last = state.GUIDED.get()
 samples = resources.images(run, surrogate.synthetic)
-examples = resources.class_representatives(run, surrogate, per_class=4)
+members = resources.class_representatives(run, surrogate, per_class=8)
 
 controls, panel = st.columns([2, 3], gap="large")
 with controls:
     # bound to the session's target, which the cluster page's button and the buttons below set too;
     # kept while the user is on other pages
-    target = views.class_picker("Target class", ranked, state.TARGET.name, persist_state="session")
-    weakest = ranked[-1]
+    target = views.target_picker("Target class", evidence, state.TARGET.name, persist_state="session")
+    chosen = next(e for e in evidence if e.cls == target)
+    cols = st.columns(3)
+    cols[0].metric("Pool samples", chosen.size, help="Plain samples of the pool that fell in this class.")
+    cols[1].metric("Cohesion", f"{chosen.cohesion:.3f}", help="Mean cosine of its samples' features to its centre.")
+    cols[2].metric(
+        "Near-identical",
+        f"{chosen.flagged_share:.0%}",
+        help=f"{chosen.flagged} of its {chosen.size} pool samples have a near-identical partner in the pool: "
+        "a model draws what it memorized again and again. No training image is read.",
+    )
+    weakest = evidence[-1]
     left, right = st.columns([1, 2])
-    left.image(views.mosaic(samples[examples[target]], n_cols=4, size=size, target_px=40), caption=f"class {target}")
+    left.image(
+        views.mosaic(samples[members[target][:4]], n_cols=4, size=size, target_px=40),
+        caption=f"class {target}: pool samples",
+    )
     if target != weakest.cls:
         right.button(
-            f"Try a weak class: class {weakest.cls} ({weakest.copy_rate:.0%})",
+            f"Try a weak class: class {weakest.cls} ({weakest.flagged_share:.0%} near-identical)",
             on_click=state.TARGET.set,
             args=(weakest.cls,),
-            help="Compare: guidance toward a class whose samples are rarely copies extracts little.",
+            help="Compare: guidance toward a class whose pool samples never repeat extracts little.",
         )
     else:
         right.button(
-            f"Back to the best class: class {ranked[0].cls} ({ranked[0].copy_rate:.0%})",
+            f"Back to the best class: class {evidence[0].cls} ({evidence[0].flagged_share:.0%} near-identical)",
             on_click=state.TARGET.set,
-            args=(ranked[0].cls,),
+            args=(evidence[0].cls,),
         )
     request = None  # stays None when the form refuses a value
     with views.errors_shown():
@@ -67,12 +83,19 @@ with panel:
         )
         st.stop()
     st.subheader(f"Class {last.cls} at λ = {last.sample.guidance_scale:g}: guided vs unguided")
-    cols = st.columns(4)
-    cols[0].metric("Copies, guided", f"{result.guided.n_copies} / {len(result.guided.nearest)}")
-    cols[1].metric("Copies, unguided", f"{result.plain.n_copies} / {len(result.plain.nearest)}")
+    landed = int((resources.landed_labels(run, result.key) == last.cls).sum())
+    cols = st.columns(5)
+    cols[0].metric(
+        f"Landed in class {last.cls}",
+        f"{landed} / {last.n} ({landed / last.n:.0%})",
+        help="Guided samples whose surrogate class, by the pool's features and clustering, is the target: "
+        "whether the classifier pulled them where it aimed. No training image is read.",
+    )
+    cols[1].metric("Copies, guided", f"{result.guided.n_copies} / {len(result.guided.nearest)}")
+    cols[2].metric("Copies, unguided", f"{result.plain.n_copies} / {len(result.plain.nearest)}")
     nearest = "Mean similarity of the samples to their nearest training images"
-    cols[2].metric("Similarity, guided", f"{result.guided.nearest.mean():.3f}", help=nearest)
-    cols[3].metric("Similarity, unguided", f"{result.plain.nearest.mean():.3f}", help=nearest)
+    cols[3].metric("Similarity, guided", f"{result.guided.nearest.mean():.3f}", help=nearest)
+    cols[4].metric("Similarity, unguided", f"{result.plain.nearest.mean():.3f}", help=nearest)
     if hint := forms.steps_hint(last.sample.num_steps):
         st.warning(hint, icon=":material/blur_on:")
     timesteps = sorted(result.guided_frames, reverse=True)
@@ -84,7 +107,11 @@ with panel:
         key=f"scrub_{result.key}",  # one slider per generation: its timesteps
     )
     n_cols = min(4, last.n)
-    left, right = st.columns(2)
+    shown_members, left, right = st.columns(3)
+    shown_members.image(
+        views.mosaic(samples[members[last.cls][: last.n]], n_cols, size),
+        caption=f"class {last.cls}: its pool samples, what guidance aims at",
+    )
     left.image(
         views.mosaic(result.guided_frames[t], n_cols, size),
         caption=f"guided to class {last.cls}, predicted x0 at t = {t}",
@@ -115,6 +142,12 @@ views.show_with_neighbours(
 
 with st.expander("All classes, most promising first"):
     st.image(
-        [views.mosaic(samples[examples[e.cls]], n_cols=2, size=size, target_px=48) for e in ranked],
-        caption=[f"class {e.cls} · {e.copy_rate:.0%}" for e in ranked],
+        [views.mosaic(samples[members[e.cls][:4]], n_cols=2, size=size, target_px=48) for e in evidence],
+        caption=[f"class {e.cls} · {e.flagged_share:.0%} near-identical" for e in evidence],
     )
+    st.caption(
+        "The attacker's ranking next to the classes' copies. The last two columns score each class's pool samples "
+        "against the training set, which an attacker does not have: they are here to show whether the attacker's "
+        "evidence points where the copies are, and choose nothing."
+    )
+    st.dataframe(views.evidence_rows(evidence, by_copies), hide_index=True)

@@ -1,9 +1,10 @@
-"""Report: UnCond vs Cond vs SIDE at equal N_G, a guidance-scale sweep, the best extractions, downloads."""
+"""Report: UnCond vs Cond vs SIDE at equal N_G, where guided samples landed, the whole SIDE run against UnCond, a
+guidance-scale sweep, the best extractions, downloads."""
 
 import streamlit as st
 
 from app_support import forms, jobs, resources, state, views
-from side_core.report import markdown_table, pair_image
+from side_core.report import markdown_table, pair_image, whole_run_text
 
 st.title("Report")
 st.markdown(
@@ -43,6 +44,17 @@ else:
         + f" ({report.similarity['name']} similarity). Distinct: training images with a sample in the high band."
     )
     st.caption(views.ratio_text(report))
+    if landed := views.landed_text(report):
+        st.caption(landed)
+
+    if report.whole_run is not None:
+        st.subheader("The whole SIDE run against UnCond")
+        st.caption(
+            "What a user gets from all SIDE drew: the N_syn plain samples of its pool, then its N_G guided samples, "
+            "against plain sampling with as many samples (the same pool, then UnCond's) and with the same wall time."
+        )
+        st.plotly_chart(views.whole_run_figure(report.whole_run))
+        st.caption(whole_run_text(report.whole_run))
 
     st.subheader("Best extractions")
     st.caption(

@@ -16,8 +16,8 @@ from side_core.data import TrainingSet, load_training_set
 from side_core.errors import SideError
 from side_core.models import LoadedModel, load_model
 from side_core.pipeline import Run, Surrogate
-from side_core.report import Pairs, Report, best_pairs, pairs_zip, report_csv, report_json
-from side_core.store import Stage
+from side_core.report import Pairs, PoolEvidence, Report, best_pairs, pairs_zip, rank_by_pool, report_csv, report_json
+from side_core.store import Stage, read_array
 
 
 @st.cache_resource
@@ -76,6 +76,30 @@ def ranked_classes(run: Run, surrogate: Surrogate) -> list[ClassEvidence]:
 def _ranked(_run: Run, clusters: Path, score: Path) -> list[ClassEvidence]:
     similarity, index = _run.neighbours(_run.find(score.name))
     return rank_classes(_run.clustering(_run.find(clusters.name)), similarity[:, 0], index[:, 0], _run.bands())
+
+
+def pool_evidence(run: Run, surrogate: Surrogate) -> list[PoolEvidence]:
+    """The surrogate classes, most promising target first, by what an attacker sees without the
+    training set: each class's share of pool samples with a near-identical partner, then cohesion."""
+    return _pool_evidence(run, surrogate.clusters.path, surrogate.pool.path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _pool_evidence(_run: Run, clusters: Path, pool: Path) -> list[PoolEvidence]:
+    partner = read_array(_run.find(pool.name).file("partner.npy"))
+    return rank_by_pool(_run.clustering(_run.find(clusters.name)), partner)
+
+
+def landed_labels(run: Run, generation: str) -> np.ndarray:
+    """(N,) int64: the surrogate class each sample of a guided generation (its stage folder name)
+    landed in (n_classes: none). Labelled once with the pool's features and clustering
+    (``Run.landed``, which reads no training image) and stored."""
+    return _landed_labels(run, generation)
+
+
+@st.cache_data(max_entries=16, show_spinner="Labelling the guided samples...")
+def _landed_labels(_run: Run, generation: str) -> np.ndarray:
+    return _run.landed_labels(_run.landed(_run.find(generation)))
 
 
 def class_representatives(run: Run, surrogate: Surrogate, per_class: int = 4) -> list[np.ndarray]:

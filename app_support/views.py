@@ -21,7 +21,7 @@ from side_core.errors import SideError
 from side_core.images import grid, to_uint8, upscale_nearest
 from side_core.metrics import BAND_NAMES, Bands
 from side_core.pipeline import Run
-from side_core.report import ClassCopies, Report, Scored, SweepPoint
+from side_core.report import ClassCopies, PoolEvidence, Report, Scored, SweepPoint, WholeRun
 from side_core.sampling import SampleProgress
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -279,6 +279,44 @@ def class_picker(label: str, ranked: list[ClassEvidence], key: str, where=st, **
     )
 
 
+def pool_label(e: PoolEvidence) -> str:
+    """'class 3 · 40% near-identical · 50 samples': a class with its attacker-side evidence."""
+    return f"class {e.cls} · {e.flagged_share:.0%} near-identical · {e.size} samples"
+
+
+def target_picker(label: str, evidence: list[PoolEvidence], key: str, where=st, **kwargs) -> int:
+    """A select box of the surrogate classes in the attacker's order (``rank_by_pool``)."""
+    by_id = {e.cls: e for e in evidence}
+    return where.selectbox(
+        label,
+        [e.cls for e in evidence],
+        format_func=lambda c: pool_label(by_id[c]),
+        help="Most promising first, by what an attacker sees without the training set: the share of the class's "
+        "pool samples that have a near-identical partner in the pool (a model draws what it memorized again and "
+        "again), ties by cohesion.",
+        key=key,
+        **kwargs,
+    )
+
+
+def evidence_rows(evidence: list[PoolEvidence], ranked: list[ClassEvidence]) -> list[dict]:
+    """One row per class in the attacker's order: its pool evidence, then, scored against the training
+    set, the share of its pool samples that are copies and that ranking's place."""
+    by_copies = {e.cls: (rank, e) for rank, e in enumerate(ranked, start=1)}
+    return [
+        {
+            "class": e.cls,
+            "rank": rank,
+            "pool samples": e.size,
+            "cohesion": round(e.cohesion, 3),
+            "with a near-identical partner": f"{e.flagged} ({e.flagged_share:.0%})",
+            "copies (uses the training set)": f"{by_copies[e.cls][1].copy_rate:.0%}",
+            "rank by copies (uses the training set)": by_copies[e.cls][0],
+        }
+        for rank, e in enumerate(evidence, start=1)
+    ]
+
+
 def majority_class(c: Clustering, ids: list[int]) -> int | None:
     """The surrogate class most of these samples belong to (None: all background)."""
     labels = c.labels[ids]
@@ -429,6 +467,49 @@ def ratio_text(report: Report) -> str:
             ams_high, distinct = report.side_over(base)
             parts.append(f"{name}: AMS high {times(ams_high)}, distinct {times(distinct)}")
     return "SIDE over the baselines at equal N_G: " + "; ".join(parts) + " (- where the baseline found none)."
+
+
+def landed_text(report: Report) -> str | None:
+    """'Guided samples that landed in their target class: SIDE 62%, ...' (None: no guided row has it)."""
+    names = {"side": "SIDE", "cond": "Cond", "shuffled": "shuffled labels (control)"}
+    shares = [f"{names.get(m, m)} {row.landed:.0%}" for m, row in report.methods.items() if row.landed is not None]
+    if not shares:
+        return None
+    return (
+        "Guided samples that landed in the class they were aimed at: "
+        + ", ".join(shares)
+        + ". Each sample is labelled by the pool's clustering, with no training image: an attacker can measure it."
+    )
+
+
+def whole_run_figure(whole: WholeRun) -> go.Figure:
+    """Distinct training images (high band) against samples drawn: the SIDE run (its pool, then its
+    guided samples) and UnCond (the same pool, then plain samples), and UnCond at the SIDE run's wall time."""
+    x = list(range(1, whole.n_total + 1))
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=x, y=whole.side_curve, name="SIDE run: pool, then guided samples"))
+    figure.add_trace(go.Scatter(x=x, y=whole.uncond_curve, name="UnCond: pool, then plain samples", line_dash="dot"))
+    if whole.uncond_same_time is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[whole.n_same_time],
+                y=[whole.uncond_same_time],
+                mode="markers",
+                marker={"size": 10, "symbol": "x"},
+                name=f"UnCond at the SIDE run's wall time ({whole.n_same_time} samples)",
+            )
+        )
+    figure.add_vline(
+        x=whole.n_syn + 0.5, line_dash="dash", annotation_text="guided samples begin", annotation_position="top left"
+    )
+    figure.update_layout(
+        xaxis_title="samples drawn",
+        yaxis={"title": "distinct training images (high band)", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.15},
+        height=360,
+        margin={"t": 40},
+    )
+    return figure
 
 
 def page_link(page: str, label: str) -> None:

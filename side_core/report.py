@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from side_core.cluster import band_counts
+from side_core.allocation import flagged_share
+from side_core.cluster import Clustering, band_counts
+from side_core.errors import SideError
 from side_core.images import grid, save_png, to_uint8, upscale_nearest
 from side_core.metrics import BAND_NAMES, Bands, distinct_curve, in_band
 from side_core.store import Stage, write_json, write_text
@@ -572,6 +574,45 @@ def class_copies(run: Run, report: Report, method: str = "side") -> ClassCopies:
     aimed = np.bincount(targets.numpy(), minlength=n_classes)
     copies = band_counts(targets.numpy(), similarity[:, 0], report.bands, n_classes)[:, BAND_NAMES.index("high")]
     return ClassCopies(aimed, copies)
+
+
+@dataclass(frozen=True)
+class PoolEvidence:
+    """What an attacker knows of one surrogate class from the pool of plain samples alone, with no
+    training image: a model draws what it memorized again and again, so a class whose pool samples
+    have near-identical partners in the pool is where guidance can be expected to copy."""
+
+    cls: int  # surrogate class id
+    size: int  # pool samples in the class
+    cohesion: float  # mean member-to-centroid cosine of its cluster
+    flagged: int  # of them with a near-identical partner in the pool (the Filter signal)
+
+    @property
+    def flagged_share(self) -> float:
+        return self.flagged / max(self.size, 1)
+
+
+def rank_by_pool(clustering: Clustering, partner: np.ndarray) -> list[PoolEvidence]:
+    """The surrogate classes, the most promising target first, by evidence that reads no training
+    image: the share of a class's pool samples with a near-identical partner (the flagged allocation's
+    weight, side_core.allocation), ties by cohesion. ``clustering``: the pool's; ``partner`` (N,)
+    int64 from ``Run.pool`` (-1: none)."""
+    n_classes = clustering.n_classes
+    sizes = np.bincount(clustering.labels, minlength=n_classes + 1)[:n_classes]
+    try:
+        share = flagged_share(clustering.labels, n_classes, partner)
+    except SideError:  # no class holds a flagged sample: cohesion alone ranks
+        share = np.zeros(n_classes)
+    evidence = [
+        PoolEvidence(
+            cls=cls,
+            size=int(sizes[cls]),
+            cohesion=float(clustering.cohesion[cluster_id]),
+            flagged=int(round(share[cls] * sizes[cls])),
+        )
+        for cls, cluster_id in enumerate(clustering.kept)
+    ]
+    return sorted(evidence, key=lambda e: (-e.flagged_share, -e.cohesion, e.cls))
 
 
 def write_report(report: Report | dict, out: str | Path, command: str, pairs: dict[str, Pairs]) -> None:

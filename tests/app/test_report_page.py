@@ -33,7 +33,7 @@ def test_compare_sweep_and_downloads(open_app):
     button(at, "Sweep").click().run()
     assert not at.exception
     assert not at.error
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 2  # the whole run's curves, then the sweep
     assert any(
         c.value.startswith("SIDE at each λ") and "From λ = 0 to 3, AMS high goes from" in c.value for c in at.caption
     ), [c.value[:60] for c in at.caption]
