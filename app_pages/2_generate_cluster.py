@@ -29,7 +29,7 @@ if found is None:
     st.stop()
 surrogate, scores = found
 clustering = run.clustering(surrogate.clusters)
-ranked = resources.ranked_classes(run, surrogate)
+evidence = resources.pool_evidence(run, surrogate)
 
 cols = st.columns(4)
 cols[0].metric("Surrogate classes", f"{clustering.n_classes} of {config.cluster.k}")
@@ -46,8 +46,8 @@ views_on_offer = ["UMAP", "PCA"] if umap_stage is not None else ["PCA"]
 view = left.segmented_control(
     "Map", views_on_offer, default=views_on_offer[0], required=True, key=f"map_view_{len(views_on_offer)}"
 )
-highlight = views.class_picker(
-    "Class: highlighted in the map, and its most typical members below", ranked, "inspect_class", where=middle
+highlight = views.target_picker(
+    "Class: highlighted in the map, and its most typical members below", evidence, "inspect_class", where=middle
 )
 if umap_stage is None:
     right.caption("No UMAP map is stored for these samples yet, so PCA is shown (instant).")

@@ -260,25 +260,6 @@ def cluster_rows(c: Clustering, scores: Scored) -> list[dict]:
     return sorted(rows, key=lambda r: (r["surrogate class"] is None, r["surrogate class"] or 0, r["cluster"]))
 
 
-def class_label(e: ClassEvidence) -> str:
-    """'class 13 · 98% copies among 50 samples': a class with its expected copy rate."""
-    return f"class {e.cls} · {e.copy_rate:.0%} copies among {e.size} samples"
-
-
-def class_picker(label: str, ranked: list[ClassEvidence], key: str, where=st, **kwargs) -> int:
-    """A select box of the surrogate classes, most promising first, each with its expected copy rate."""
-    by_id = {e.cls: e for e in ranked}
-    return where.selectbox(
-        label,
-        [e.cls for e in ranked],
-        format_func=lambda c: class_label(by_id[c]),
-        help="Most promising first: the share of a class's own plain samples that already are copies is what "
-        "guidance toward it can be expected to give.",
-        key=key,
-        **kwargs,
-    )
-
-
 def pool_label(e: PoolEvidence) -> str:
     """'class 3 · 40% near-identical · 50 samples': a class with its attacker-side evidence."""
     return f"class {e.cls} · {e.flagged_share:.0%} near-identical · {e.size} samples"
