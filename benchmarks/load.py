@@ -28,25 +28,19 @@ import argparse
 import asyncio
 import contextlib
 import math
-import os
 import re
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from benchmarks.provenance import ROOT, add_output_flags, output_dir, provenance
+from benchmarks.app_server import ServerDidNotStart, app_server
+from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.store import write_json
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -69,27 +63,6 @@ class Session:
     positions: list[tuple[int, int]] = field(default_factory=list)  # (place, of) as shown, in order
     finished_at: float | None = None
     errors: list[str] = field(default_factory=list)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"error: streamlit exited with code {process.returncode} before answering")
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response,
-        ):
-            if response.read().strip() == b"ok":
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"error: streamlit did not answer {url}/_stcore/health within {timeout_s} s")
 
 
 class MemoryWatch(threading.Thread):
@@ -283,44 +256,22 @@ def main() -> None:
     check_precomputed()
 
     runs = Path(tempfile.mkdtemp(prefix="side-load-runs-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDE_")}
-    env.update(SIDE_MODEL="default", SIDE_DATA="default", SIDE_RUNS=str(runs))
-    port = free_port()
-    url = f"http://{HOST}:{port}"
     log_path = runs.parent / f"{runs.name}.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless=true",
-                f"--server.port={port}",
-                f"--server.address={HOST}",
-                "--server.fileWatcherType=none",
-                "--browser.gatherUsageStats=false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    memory = MemoryWatch(server.pid)
     started = time.perf_counter()
     try:
-        wait_healthy(url, server, START_TIMEOUT_S)
-        memory.start()
-        sessions = asyncio.run(drive(url, args))
+        with app_server(
+            {"SIDE_MODEL": "default", "SIDE_DATA": "default", "SIDE_RUNS": str(runs)},
+            address=HOST,
+            log_path=log_path,
+            start_timeout_s=START_TIMEOUT_S,
+        ) as server:
+            memory = MemoryWatch(server.pid)
+            memory.start()
+            sessions = asyncio.run(drive(server.url, args))
+            memory.stopped.set()
+    except ServerDidNotStart as err:
+        raise SystemExit(f"error: {err}") from None
     finally:
-        memory.stopped.set()
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=15)
         shutil.rmtree(runs, ignore_errors=True)
     server_log = log_path.read_text()
     log_path.unlink(missing_ok=True)

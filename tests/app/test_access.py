@@ -7,8 +7,6 @@ import ipaddress
 import os
 import shutil
 import socket
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,19 +16,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from app_support import access, limits, state
 from app_support.access import LOOPBACK, Policy, decide, is_loopback, read_policy
+from benchmarks.app_server import app_server
 from side_core.errors import SideError
 
 from .helpers import TINY, button, metrics
-from .test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PROJECT,
-    START_TIMEOUT_S,
-    STEP_TIMEOUT_MS,
-    free_port,
-    settle,
-    wait_healthy,
-)
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, STEP_TIMEOUT_MS, settle
 
 
 @pytest.mark.parametrize("address", [LOOPBACK, "127.0.0.1", "127.4.5.6", "::1", "::ffff:127.0.0.1"])
@@ -285,43 +275,26 @@ def test_a_visitor_on_the_network_is_refused_and_the_operator_on_loopback_is_not
         pytest.skip("this machine has no network address besides loopback to connect from")
     secret = shutil.copytree(tiny_data_dir, tmp_path / "secret")
     (tmp_path / "class").mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SIDE_")}
-    env.update(
-        SIDE_MODEL=str(tiny_model_dir),
-        SIDE_DATA=str(tiny_data_dir),
-        SIDE_RUNS=str(tmp_path / "runs"),
-        SIDE_STORE=str(tiny_store),
-        SIDE_THREADS="1",
-        SIDE_ALLOWED_DIRS=str(tmp_path / "class"),
-    )
-    port = free_port()
-    with open(tmp_path / "streamlit.log", "w") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.headless=true",
-                f"--server.port={port}",
-                "--server.address=0.0.0.0",
-                "--server.fileWatcherType=none",
-                "--browser.gatherUsageStats=false",
-            ],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    settings = {
+        "SIDE_MODEL": str(tiny_model_dir),
+        "SIDE_DATA": str(tiny_data_dir),
+        "SIDE_RUNS": str(tmp_path / "runs"),
+        "SIDE_STORE": str(tiny_store),
+        "SIDE_THREADS": "1",
+        "SIDE_ALLOWED_DIRS": str(tmp_path / "class"),
+    }
+    log = tmp_path / "streamlit.log"
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", server, START_TIMEOUT_S)
-        with sync_playwright() as p:
+        with (
+            # every interface, as a plain `streamlit run app.py`: reachable through the network address too
+            app_server(settings, address="0.0.0.0", log_path=log, start_timeout_s=START_TIMEOUT_S) as server,
+            sync_playwright() as p,
+        ):
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 student = browser.new_page()
                 student.set_default_timeout(STEP_TIMEOUT_MS)
-                student.goto(f"http://{lan}:{port}")
+                student.goto(f"http://{lan}:{server.port}")
                 student.get_by_text("Image size").wait_for()
                 sidebar = student.get_by_test_id("stSidebar")
                 expect(sidebar.get_by_text(f"Locked: you connect from {lan}")).to_be_visible()
@@ -339,7 +312,7 @@ def test_a_visitor_on_the_network_is_refused_and_the_operator_on_loopback_is_not
 
                 teacher = browser.new_page()
                 teacher.set_default_timeout(STEP_TIMEOUT_MS)
-                teacher.goto(f"http://127.0.0.1:{port}")
+                teacher.goto(server.url)  # through 127.0.0.1
                 teacher.get_by_text("Image size").wait_for()
                 expect(
                     teacher.get_by_test_id("stSidebar").get_by_text("Unlocked: you are on the server's own machine")
@@ -353,10 +326,4 @@ def test_a_visitor_on_the_network_is_refused_and_the_operator_on_loopback_is_not
                     context.pages[0].screenshot(path=str(tmp_path / f"last_state_{i}.png"))
                 browser.close()
     finally:
-        print((tmp_path / "streamlit.log").read_text()[-3000:])
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
+        print(log.read_text()[-3000:])

@@ -17,20 +17,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect, sync_playwright
 
+from benchmarks.app_server import PROJECT, app_server
+
 CHROMIUM = Path("/usr/bin/chromium")
-PROJECT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -50,27 +46,6 @@ pytestmark = [
         reason=f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium; CI installs it)",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"streamlit did not answer {url}/_stcore/health within {timeout_s} s")
 
 
 def assert_precomputed() -> None:
@@ -100,42 +75,16 @@ def server(tmp_path):
     """The app on the bundled model, served headless on a free localhost port, with an empty
     writable run store beside the precomputed one."""
     assert_precomputed()
-    env = {**os.environ, "SIDE_RUNS": str(tmp_path / "runs"), "SIDE_MODEL": "default", "SIDE_DATA": "default"}
-    for name in ("SIDE_STORE", "SIDE_N_DATA", "SIDE_THREADS"):
-        env.pop(name, None)
-    port = free_port()
-    log = open(tmp_path / "streamlit.log", "w")  # noqa: SIM115 - closed below, after the process
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            "app.py",
-            "--server.headless=true",
-            f"--server.port={port}",
-            "--server.address=127.0.0.1",
-            "--server.fileWatcherType=none",
-            "--browser.gatherUsageStats=false",
-        ],
-        cwd=PROJECT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
     try:
-        wait_healthy(url, process, START_TIMEOUT_S)
-        yield url
+        with app_server(
+            {"SIDE_RUNS": str(tmp_path / "runs"), "SIDE_MODEL": "default", "SIDE_DATA": "default"},
+            log_path=log,
+            start_timeout_s=START_TIMEOUT_S,
+        ) as app:
+            yield app.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
-        print((tmp_path / "streamlit.log").read_text()[-3000:])
+        print(log.read_text()[-3000:])
 
 
 def settle(page, timeout_ms: int = STEP_TIMEOUT_MS) -> None:
