@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app_support import forms, jobs, resources, state, views
-from side_core.report import class_copies
+from side_core.inspection import class_copies
 
 st.title("Surrogate classifier")
 st.markdown(

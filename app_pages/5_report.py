@@ -4,7 +4,9 @@ guidance-scale sweep, the best extractions, downloads."""
 import streamlit as st
 
 from app_support import forms, jobs, resources, state, views
-from side_core.report import markdown_table, pair_image, whole_run_text
+from side_core.inspection import pair_image
+from side_core.report import markdown_table
+from side_core.whole_run import whole_run_text
 
 st.title("Report")
 st.markdown(

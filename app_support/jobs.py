@@ -22,8 +22,9 @@ import torch
 from app_support import access, limits, resources, state
 from app_support.views import LiveGrid, Progress, errors_shown
 from side_core.config import ExtractionConfig
+from side_core.inspection import Scored
 from side_core.pipeline import METHODS, Run, Surrogate, build_surrogate, extract, guidance_sweep
-from side_core.report import Report, Scored, SweepPoint
+from side_core.report import Report, SweepPoint
 from side_core.store import Stage
 
 T = TypeVar("T")

@@ -14,9 +14,10 @@ from app_support import access, state
 from side_core.cluster import ClassEvidence, rank_classes, representatives
 from side_core.data import TrainingSet, load_training_set
 from side_core.errors import SideError
+from side_core.inspection import Pairs, PoolEvidence, best_pairs, pairs_zip, rank_by_pool
 from side_core.models import LoadedModel, load_model
 from side_core.pipeline import Run, Surrogate
-from side_core.report import Pairs, PoolEvidence, Report, best_pairs, pairs_zip, rank_by_pool, report_csv, report_json
+from side_core.report import Report, report_csv, report_json
 from side_core.store import Stage, read_array
 
 

@@ -19,10 +19,12 @@ from side_core.cluster import ClassEvidence, Clustering, band_counts
 from side_core.config import ExtractionConfig
 from side_core.errors import SideError
 from side_core.images import grid, to_uint8, upscale_nearest
+from side_core.inspection import ClassCopies, PoolEvidence, Scored
 from side_core.metrics import BAND_NAMES, Bands
 from side_core.pipeline import Run
-from side_core.report import ClassCopies, PoolEvidence, Report, Scored, SweepPoint, WholeRun
+from side_core.report import Report, SweepPoint
 from side_core.sampling import SampleProgress
+from side_core.whole_run import WholeRun
 
 # -- errors ---------------------------------------------------------------------------------------
 

@@ -30,9 +30,9 @@ import torch
 from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ALLOCATIONS, ExtractionConfig, paper_recipe
-from side_core.metrics import BAND_NAMES, distinct_curve, samples_to_k
+from side_core.metrics import BAND_NAMES, distinct_curve, ratio, samples_to_k
 from side_core.pipeline import CONTROLS, METHODS, Run, extract, guidance_sweep
-from side_core.report import Report, markdown_table, ratio
+from side_core.report import Report, markdown_table
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("extraction")

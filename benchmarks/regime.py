@@ -25,9 +25,9 @@ from benchmarks.extraction import add_samples_to_k, over_seeds, save, summary_ov
 from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
+from side_core.metrics import ratio
 from side_core.models import load_model
 from side_core.pipeline import BUNDLED_STORE, Run
-from side_core.report import ratio
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("regime")

@@ -297,8 +297,9 @@ def _run_prepare(args: argparse.Namespace) -> None:
 def _run_extraction(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    from side_core.inspection import best_pairs
     from side_core.pipeline import METHODS, extract
-    from side_core.report import best_pairs, markdown_table, write_report
+    from side_core.report import markdown_table, write_report
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -147,6 +147,11 @@ def samples_to_k(curve: np.ndarray, k: int) -> int | None:
     return int(reached[0]) + 1 if len(reached) else None
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b to 3 decimals; None where either is missing or b is 0 (e.g. a method never reached K)."""
+    return round(a / b, 3) if a is not None and b else None
+
+
 def summarize(max_similarity: np.ndarray, band_hits: dict[str, np.ndarray], bands: Bands) -> dict:
     """One method's row of the report: n_generated, ams, ums, p95, extracted (high band)."""
     n = len(max_similarity)

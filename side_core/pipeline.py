@@ -9,7 +9,7 @@ classifier's recipe on the same samples with the labels permuted, guided exactly
 SIDE extracts beyond it is what the surrogate condition itself adds.
 
 Each step is a stage of a :class:`~side_core.run.Run` (side_core.run says how each is made and
-keyed; side_core.stages where it is stored); the results come back typed (side_core.report).
+keyed; side_core.stages where it is stored); the results come back typed (side_core.report, side_core.whole_run).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from side_core.config import MAX_SEED, ExtractionConfig
 from side_core.embed import load_sscd
 from side_core.errors import SideError
 from side_core.models import ASSETS
-from side_core.report import Report, SweepPoint, WholeRun, build_report, method_result, whole_run
+from side_core.report import Report, SweepPoint, build_report, method_result
 from side_core.run import Run
 from side_core.sampling import SampleProgress, validate
 from side_core.store import Stage, read_array
+from side_core.whole_run import WholeRun, whole_run
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ __all__ = [
     "Run",
     "Surrogate",
     "Target",
-    "WholeRun",
     "build_surrogate",
     "check_extraction",
     "extract",
@@ -204,7 +204,7 @@ def whole_run_of(
     max_extra_plain: int = 0,
     say: Callable[[str], None] = log.info,
 ) -> WholeRun:
-    """The whole SIDE run against UnCond (side_core.report.whole_run); where UnCond at the SIDE run's
+    """The whole SIDE run against UnCond (side_core.whole_run.whole_run); where UnCond at the SIDE run's
     wall time needs more plain samples than the pool and UnCond's own N_G, up to ``max_extra_plain``
     more are drawn as one plain generation from seed MAX_SEED - seed, which no method uses."""
     whole = whole_run(run, rows, pool_score)

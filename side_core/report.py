@@ -1,12 +1,13 @@
 """Extraction results as typed objects, and the files made from them: report.json (stable shape),
-report.md (the table), a CSV of the table, a PNG and a ZIP of the best extractions next to their
-nearest training images.
+report.md (the table), a CSV of the table, a PNG of the best extractions next to their nearest
+training images.
 
 The JSON shape of a report (report.json; scripts read it) is ``{"model", "data",
 "similarity": {name, preprocessing, bands}, "methods": {method: {n_generated, ams, ums, p95,
 extracted, seconds, generation, score, cost, landed}}, "config", "clusters", "classifiers", "filter",
 "whole_run", "ratios"}``; ``extract`` returns a :class:`Report` (:func:`build_report`), which is
-written to and read from that shape only at the file boundary.
+written to and read from that shape only at the file boundary. The whole run's accounting is
+side_core.whole_run; the pairs, pictures and per-class views a person inspects, side_core.inspection.
 """
 
 from __future__ import annotations
@@ -14,20 +15,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from side_core.allocation import flagged_share
-from side_core.cluster import Clustering, band_counts
-from side_core.errors import SideError
-from side_core.images import grid, save_png, to_uint8, upscale_nearest
-from side_core.metrics import BAND_NAMES, Bands, distinct_curve, in_band
+from side_core.images import save_png
+from side_core.inspection import Pairs, extraction_grid
+from side_core.metrics import BAND_NAMES, Bands, ratio
 from side_core.store import Stage, write_json, write_text
+from side_core.whole_run import WholeRun, whole_run_text
 
 if TYPE_CHECKING:
     from side_core.config import ExtractionConfig
@@ -86,119 +82,6 @@ class MethodResult:
         if self.landed is not None:
             out["landed"] = self.landed
         return out
-
-
-@dataclass(frozen=True)
-class WholeRun:
-    """What a whole SIDE run yields: the N_syn plain samples of its pool, then its N_G guided samples,
-    against plain sampling (UnCond) with as many samples in all (the pool, then UnCond's own N_G plain
-    samples: the pool is itself plain sampling) and with the same wall time.
-
-    Wall time: guided and plain samples cost what the SIDE and UnCond generation stages recorded per
-    sample; the SIDE run is its pool (N_syn plain samples), the surrogate's features, clustering and
-    classifier training (as recorded), and its N_G guided samples. ``n_same_time`` plain samples take
-    as long."""
-
-    n_syn: int
-    n_guided: int  # N_G
-    side_curve: tuple[int, ...]  # (N_total,) distinct training images (high band) in the first n samples
-    uncond_curve: tuple[int, ...]  # (N_total,) the same for the pool followed by UnCond's samples
-    # plain_per_sample, guided_per_sample, guided_over_plain, surrogate (features, clusters, classifier),
-    # side_run (the whole SIDE run, the pool at the plain rate)
-    seconds: dict[str, float]
-    n_same_time: int  # plain samples drawn in the SIDE run's wall time
-    uncond_same_time: int | None  # distinct training images among them; None: not drawn (too many)
-    extra_plain: int = 0  # plain samples drawn beyond N_total to count uncond_same_time
-
-    @property
-    def n_total(self) -> int:
-        return self.n_syn + self.n_guided
-
-    @property
-    def side(self) -> int:
-        """Distinct training images (high band) among the pool and SIDE's guided samples."""
-        return self.side_curve[-1]
-
-    @property
-    def uncond(self) -> int:
-        """Distinct training images (high band) among the pool and UnCond's plain samples."""
-        return self.uncond_curve[-1]
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> WholeRun:
-        return cls(
-            n_syn=int(d["n_syn"]),
-            n_guided=int(d["n_guided"]),
-            side_curve=tuple(d["curves"]["side"]),
-            uncond_curve=tuple(d["curves"]["uncond"]),
-            seconds=dict(d["seconds"]),
-            n_same_time=int(d["n_same_time"]),
-            uncond_same_time=d["uncond_same_time"],
-            extra_plain=int(d.get("extra_plain", 0)),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n_total": self.n_total,
-            "n_syn": self.n_syn,
-            "n_guided": self.n_guided,
-            "side": self.side,
-            "uncond": self.uncond,
-            "curves": {"side": list(self.side_curve), "uncond": list(self.uncond_curve)},
-            "seconds": self.seconds,
-            "n_same_time": self.n_same_time,
-            "uncond_same_time": self.uncond_same_time,
-            "extra_plain": self.extra_plain,
-        }
-
-
-def chained_first_hit(first_hits: list[np.ndarray], sizes: list[int]) -> np.ndarray:
-    """(M,) int64: the first sample to hit each training image (-1: none) when the scored generations
-    of ``sizes`` samples, with (M,) ``first_hits`` each, are drawn one after the other."""
-    chained = np.full(len(first_hits[0]), -1, dtype=np.int64)
-    offset = 0
-    for first, size in zip(first_hits, sizes, strict=True):
-        new = (chained < 0) & (first >= 0)
-        chained[new] = first[new] + offset
-        offset += size
-    return chained
-
-
-def whole_run(run: Run, rows: dict[str, MethodResult], pool_score: Stage, extra_score: Stage | None = None) -> WholeRun:
-    """The :class:`WholeRun` of a report's UnCond and SIDE rows and the pool's score stage;
-    ``extra_score``: more plain samples, drawn after UnCond's, to reach the SIDE run's wall time."""
-    side, uncond = rows["side"], rows["uncond"]
-    n_syn = pool_score.summary()["n_generated"]
-    pool_first = run.first_hit(pool_score)
-    side_first = chained_first_hit([pool_first, run.first_hit(run.find(side.score))], [n_syn, side.n_generated])
-    plain_hits, plain_sizes = [pool_first, run.first_hit(run.find(uncond.score))], [n_syn, uncond.n_generated]
-    if extra_score is not None:
-        plain_hits.append(run.first_hit(extra_score))
-        plain_sizes.append(extra_score.summary()["n_generated"])
-    n_total, n_plain = n_syn + side.n_generated, sum(plain_sizes)
-    plain_curve = distinct_curve(chained_first_hit(plain_hits, plain_sizes), n_plain)
-
-    plain_rate = uncond.seconds["generate"] / uncond.n_generated
-    guided_rate = side.seconds["generate"] / side.n_generated
-    surrogate = sum(side.seconds.get(k, 0.0) for k in ("features", "clusters", "classifier"))
-    side_run = n_syn * plain_rate + surrogate + side.n_generated * guided_rate
-    n_same_time = int(side_run / plain_rate) if plain_rate > 0 else n_total
-    return WholeRun(
-        n_syn=n_syn,
-        n_guided=side.n_generated,
-        side_curve=tuple(distinct_curve(side_first, n_total).tolist()),
-        uncond_curve=tuple(plain_curve[:n_total].tolist()),
-        seconds={
-            "plain_per_sample": round(plain_rate, 5),
-            "guided_per_sample": round(guided_rate, 5),
-            "guided_over_plain": ratio(guided_rate, plain_rate),
-            "surrogate": round(surrogate, 2),
-            "side_run": round(side_run, 2),
-        },
-        n_same_time=n_same_time,
-        uncond_same_time=int(plain_curve[n_same_time - 1]) if n_same_time <= n_plain else None,
-        extra_plain=n_plain - n_total,
-    )
 
 
 @dataclass(frozen=True)
@@ -382,30 +265,9 @@ def markdown_table(report: Report | dict) -> str:
     return "\n".join(lines)
 
 
-def whole_run_text(whole: WholeRun) -> str:
-    """The whole SIDE run against UnCond, in one paragraph (report.md, the CLI)."""
-    s = whole.seconds
-    same_time = (
-        f"{whole.uncond_same_time} distinct" if whole.uncond_same_time is not None else "not counted (too many samples)"
-    )
-    extra = f", {whole.extra_plain} of them drawn beyond N_total" if whole.extra_plain > 0 else ""
-    return (
-        f"Whole run: the {whole.n_syn}-sample pool plus {whole.n_guided} guided samples ({whole.n_total} in all) "
-        f"hold {whole.side} distinct training images (high band); UnCond with {whole.n_total} plain samples "
-        f"{whole.uncond}. A guided sample takes {s['guided_per_sample']:.4f} s, {s['guided_over_plain']}x a plain "
-        f"one ({s['plain_per_sample']:.4f} s); with the surrogate's {s['surrogate']:.0f} s the SIDE run takes "
-        f"{s['side_run']:.0f} s, as long as {whole.n_same_time} plain samples{extra}: UnCond {same_time}."
-    )
-
-
 def ratios(report: Report | dict) -> dict[str, float | None]:
     """SIDE over each baseline, for high-band AMS and distinct extractions (None if undefined)."""
     return Report.of(report).ratios()
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    """a / b to 3 decimals; None where either is missing or b is 0 (e.g. a method never reached K)."""
-    return round(a / b, 3) if a is not None and b else None
 
 
 def report_json(report: Report) -> str:
@@ -449,172 +311,6 @@ class SweepPoint:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Scored:
-    """A scored generation: its samples and each one's nearest training images."""
-
-    images: torch.Tensor  # (N, C, H, W) float32 in [-1, 1]
-    similarity: np.ndarray  # (N, k) float32, descending
-    index: np.ndarray  # (N, k) int64 training indices
-    bands: Bands
-
-    @property
-    def nearest(self) -> np.ndarray:
-        """(N,) similarity of each sample to its nearest training image."""
-        return self.similarity[:, 0]
-
-    @property
-    def is_copy(self) -> np.ndarray:
-        """(N,) bool: the nearest training image is in the high band."""
-        return in_band(self.nearest, self.bands.high)
-
-    @property
-    def n_copies(self) -> int:
-        return int(self.is_copy.sum())
-
-    def band(self, similarity: float) -> str:
-        """'high', 'mid', 'low', or 'below' (the low band) for one similarity."""
-        return self.bands.name_of(float(similarity)) or "below"
-
-    def take(self, ids: list[int] | np.ndarray) -> Scored:
-        """The same for the samples ``ids`` only, in that order."""
-        return Scored(self.images[ids], self.similarity[ids], self.index[ids], self.bands)
-
-
-def scored(run: Run, generation: Stage, score: Stage) -> Scored:
-    similarity, index = run.neighbours(score)
-    return Scored(run.images(generation), similarity, index, run.bands())
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """A method's best distinct extractions, best first."""
-
-    generated: torch.Tensor  # (n, C, H, W) float32 in [-1, 1]
-    training: torch.Tensor  # (n, C, H, W): each sample's nearest training image
-    similarity: np.ndarray  # (n,)
-    train_index: np.ndarray  # (n,) int64
-
-    def __len__(self) -> int:
-        return len(self.generated)
-
-
-def best_extractions(run: Run, generation: Stage, score: Stage, n: int = 8) -> Pairs:
-    """The ``n`` samples of a scored generation closest to distinct training images, best first."""
-    sims, idx = run.neighbours(score)
-    order = np.argsort(-sims[:, 0], kind="stable")
-    chosen, seen = [], set()
-    for i in order:
-        if idx[i, 0] not in seen:
-            seen.add(idx[i, 0])
-            chosen.append(i)
-        if len(chosen) == n:
-            break
-    chosen = np.array(chosen, dtype=np.int64)
-    train_idx = idx[chosen, 0]
-    return Pairs(run.images(generation)[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx)
-
-
-def best_pairs(run: Run, report: Report, n: int = 8) -> dict[str, Pairs]:
-    """Each method's ``n`` samples closest to distinct training images, with those images."""
-    return {
-        method: best_extractions(run, run.find(row.generation), run.find(row.score), n)
-        for method, row in report.methods.items()
-    }
-
-
-def pair_image(generated: torch.Tensor, training: torch.Tensor, scale: int = 4, pad: int = 4) -> np.ndarray:
-    """(C, H, W) sample and training image -> one (H', W', C) uint8 image, side by side, so that a
-    pair never breaks across rows."""
-    return grid(upscale_nearest(to_uint8(torch.stack([generated, training])), scale), n_cols=2, pad=pad)
-
-
-def pairs_zip(pairs: dict[str, Pairs], scale: int = 4) -> bytes:
-    """A ZIP of PNGs, ``method/rank_simS_trainI.png``: each sample next to its training image."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        for method, p in pairs.items():
-            for rank in range(len(p)):
-                image = pair_image(p.generated[rank], p.training[rank], scale)
-                png = io.BytesIO()
-                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(png, format="PNG")
-                name = f"{method}/{rank + 1:02d}_sim{p.similarity[rank]:.3f}_train{int(p.train_index[rank]):05d}.png"
-                zf.writestr(name, png.getvalue())
-    return buffer.getvalue()
-
-
-@dataclass(frozen=True)
-class ClassCopies:
-    """How well guidance toward each class extracted in a guided generation whose samples drew their
-    targets uniformly (a report's Cond or SIDE row)."""
-
-    aimed: np.ndarray  # (n_classes,) int64 samples aimed at each class
-    copies: np.ndarray  # (n_classes,) int64 of them whose nearest training image is in the high band
-
-    def rate(self, cls: int) -> float | None:
-        """The share of samples aimed at ``cls`` that are copies; None if none was aimed at it."""
-        return float(self.copies[cls] / self.aimed[cls]) if self.aimed[cls] else None
-
-    def n_above(self, rate: float) -> tuple[int, int]:
-        """(classes whose guided copy rate exceeds ``rate``, classes some sample was aimed at)."""
-        rates = [r for c in range(len(self.aimed)) if (r := self.rate(c)) is not None]
-        return sum(r > rate for r in rates), len(rates)
-
-
-def class_copies(run: Run, report: Report, method: str = "side") -> ClassCopies:
-    """Per class, the samples of a report's guided generation aimed at it and the copies among them."""
-    row = report.methods[method]
-    targets = run.targets(run.find(row.generation))
-    if targets is None:
-        raise ValueError(f"the {method} generation has no targets: it is not guided")
-    n_classes = int(report.clusters["n_classes"])
-    similarity, _ = run.neighbours(run.find(row.score))
-    aimed = np.bincount(targets.numpy(), minlength=n_classes)
-    copies = band_counts(targets.numpy(), similarity[:, 0], report.bands, n_classes)[:, BAND_NAMES.index("high")]
-    return ClassCopies(aimed, copies)
-
-
-@dataclass(frozen=True)
-class PoolEvidence:
-    """What an attacker knows of one surrogate class from the pool of plain samples alone, with no
-    training image: a model draws what it memorized again and again, so a class whose pool samples
-    have near-identical partners in the pool is where guidance can be expected to copy."""
-
-    cls: int  # surrogate class id
-    size: int  # pool samples in the class
-    cohesion: float  # mean member-to-centroid cosine of its cluster
-    flagged: int  # of them with a near-identical partner in the pool (the Filter signal)
-
-    @property
-    def flagged_share(self) -> float:
-        return self.flagged / max(self.size, 1)
-
-
-def rank_by_pool(clustering: Clustering, partner: np.ndarray) -> list[PoolEvidence]:
-    """The surrogate classes, the most promising target first, by evidence that reads no training
-    image: the share of a class's pool samples with a near-identical partner (the flagged allocation's
-    weight, side_core.allocation), ties by cohesion. ``clustering``: the pool's; ``partner`` (N,)
-    int64 from ``Run.pool`` (-1: none)."""
-    n_classes = clustering.n_classes
-    sizes = np.bincount(clustering.labels, minlength=n_classes + 1)[:n_classes]
-    try:
-        share = flagged_share(clustering.labels, n_classes, partner)
-    except SideError:  # no class holds a flagged sample: cohesion alone ranks
-        share = np.zeros(n_classes)
-    evidence = [
-        PoolEvidence(
-            cls=cls,
-            size=int(sizes[cls]),
-            cohesion=float(clustering.cohesion[cluster_id]),
-            flagged=int(round(share[cls] * sizes[cls])),
-        )
-        for cls, cluster_id in enumerate(clustering.kept)
-    ]
-    return sorted(evidence, key=lambda e: (-e.flagged_share, -e.cohesion, e.cls))
-
-
 def write_report(report: Report | dict, out: str | Path, command: str, pairs: dict[str, Pairs]) -> None:
     """Write report.json, report.md and extractions.png into ``out``; ``pairs`` are each method's
     best distinct extractions (:func:`best_pairs`)."""
@@ -642,25 +338,3 @@ def write_report(report: Report | dict, out: str | Path, command: str, pairs: di
         md += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items())]
     write_text(out / "report.md", "\n".join(md) + "\n")
     save_png(extraction_grid(pairs), out / "extractions.png")
-
-
-def extraction_grid(pairs: dict[str, Pairs], per_row: int = 8, scale: int = 4) -> np.ndarray:
-    """One row per method: (generated | training) pairs side by side, upscaled, with a label."""
-    from PIL import Image, ImageDraw
-
-    rows = []
-    for method, p in pairs.items():
-        generated, training = p.generated, p.training
-        n = min(per_row, len(generated))
-        if n:
-            tiles = to_uint8(torch.stack([im for i in range(n) for im in (generated[i], training[i])]))
-            tiles = np.repeat(tiles, 3, axis=-1) if tiles.shape[-1] == 1 else tiles
-            row = grid(upscale_nearest(tiles, scale), n_cols=2 * per_row, pad=2)
-        else:
-            row = np.full((40, 200, 3), 255, np.uint8)
-        label = Image.new("RGB", (90, row.shape[0]), "white")
-        ImageDraw.Draw(label).text((6, row.shape[0] // 2 - 6), method, fill="black")
-        rows.append(np.concatenate([np.asarray(label), row], axis=1))
-    width = max(r.shape[1] for r in rows)
-    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.concatenate(rows, axis=0)

@@ -13,8 +13,9 @@ from side_core.config import ClusterConfig, ExtractionConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import BUNDLED_STORE, CONTROLS, METHODS, Run, build_surrogate, extract
-from side_core.report import Report, WholeRun, chained_first_hit, markdown_table
+from side_core.report import Report, markdown_table
 from side_core.sampling import make_scheduler
+from side_core.whole_run import WholeRun, chained_first_hit
 
 
 def blobs(n_per: int = 30, k: int = 6, dim: int = 8, seed: int = 0) -> np.ndarray:

@@ -13,19 +13,11 @@ import pytest
 from side_core.cluster import Clustering, band_counts, rank_classes, representatives
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
+from side_core.inspection import best_pairs, class_copies, pair_image, pairs_zip, scored
 from side_core.metrics import Bands
 from side_core.models import load_model
 from side_core.pipeline import METHODS, Run, extract, guidance_sweep
-from side_core.report import (
-    Report,
-    best_pairs,
-    class_copies,
-    markdown_table,
-    pair_image,
-    pairs_zip,
-    report_csv,
-    scored,
-)
+from side_core.report import Report, markdown_table, report_csv
 
 BANDS = Bands.from_thresholds(0.5, 0.7, 0.9)
 

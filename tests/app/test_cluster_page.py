@@ -78,8 +78,8 @@ def test_the_map_lets_a_click_select_and_tells_many_classes_apart():
     """Plotly sends no click in lasso mode, so the map must open in another drag mode; a palette of
     100 classes has 100 different colours."""
     from side_core.cluster import Clustering
+    from side_core.inspection import Scored
     from side_core.metrics import Bands
-    from side_core.report import Scored
 
     n, k = 12, 3
     labels = np.arange(n) % (k + 1)  # label 3: background

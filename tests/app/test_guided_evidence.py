@@ -9,9 +9,9 @@ from app_support import state
 from app_support.state import GUIDED_PAGE
 from side_core.cluster import rank_classes
 from side_core.data import load_training_set
+from side_core.inspection import rank_by_pool
 from side_core.models import load_model
 from side_core.pipeline import Run, build_surrogate
-from side_core.report import rank_by_pool
 from side_core.store import read_array
 
 from .helpers import TINY, captions_of_images, metrics, submit

@@ -9,7 +9,7 @@ from app_support.state import REPORT_PAGE, CompareRequest
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import Run
-from side_core.report import whole_run_text
+from side_core.whole_run import whole_run_text
 
 from .helpers import TINY, submit
 
