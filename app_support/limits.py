@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from app_support.state import env_number
 from side_core.errors import SideError
 
 WORK_VAR = "SIDE_MAX_SESSION_WORK"
@@ -36,27 +37,15 @@ class Limits:
     runs_gb: float | None = DEFAULT_RUNS_GB  # None: no cap
 
 
-def _cap(environ: Mapping[str, str], name: str, default: float, example: str) -> tuple[float | None, str | None]:
-    """A non-negative number from ``name`` (0: no cap, None returned), or the default and a message."""
-    text = environ.get(name, "").strip()
-    if not text:
-        return default, None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if value >= 0 and value != float("inf"):
-        return (value or None), None
-    return (
-        default,
-        f"{name}={text!r} is not a number of 0 or more, so the default {default:g} applies: set e.g. {example}.",
-    )
-
-
 def read_limits(environ: Mapping[str, str] = os.environ) -> tuple[Limits, tuple[str, ...]]:
-    work, work_problem = _cap(environ, WORK_VAR, DEFAULT_SESSION_WORK, f"{WORK_VAR}=1000000, or 0 for no cap")
-    runs, runs_problem = _cap(environ, RUNS_VAR, DEFAULT_RUNS_GB, f"{RUNS_VAR}=20, or 0 for no cap")
-    return Limits(session_work=work, runs_gb=runs), tuple(p for p in (work_problem, runs_problem) if p)
+    work, work_problem = env_number(
+        environ, WORK_VAR, default=DEFAULT_SESSION_WORK, example=f"{WORK_VAR}=1000000, or 0 for no cap"
+    )
+    runs, runs_problem = env_number(
+        environ, RUNS_VAR, default=DEFAULT_RUNS_GB, example=f"{RUNS_VAR}=20, or 0 for no cap"
+    )
+    limits = Limits(session_work=work or None, runs_gb=runs or None)  # 0: no cap
+    return limits, tuple(p for p in (work_problem, runs_problem) if p)
 
 
 def check_work(limits: Limits, units: float, queued: float = 0.0) -> None:

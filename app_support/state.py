@@ -53,25 +53,37 @@ class Env:
     problems: tuple[str, ...] = field(default=())
 
 
-def _positive_int(environ: Mapping[str, str], name: str, meaning: str, example: int) -> tuple[int | None, str | None]:
+def env_number(
+    environ: Mapping[str, str], name: str, *, default: float | None, example: str, whole: bool = False
+) -> tuple[float | None, str | None]:
+    """The number in the environment variable ``name``, or ``default`` when it is unset.
+
+    whole: a whole number of 1 or more (a count); otherwise any finite number of 0 or more (a cap).
+    A value that is not one gives ``default`` and a message naming the variable, the value and
+    ``example`` (e.g. "SIDE_N_DATA=40, or unset it"); otherwise the message is None.
+    """
     text = environ.get(name, "").strip()
     if not text:
-        return None, None
+        return default, None
+    minimum = 1 if whole else 0
     try:
-        value = int(text)
+        value = int(text) if whole else float(text)
     except ValueError:
-        value = 0
-    if value >= 1:
+        value = None
+    if value is not None and minimum <= value < float("inf"):  # NaN fails the comparison too
         return value, None
-    return None, (
-        f"{name}={text!r} is not a positive whole number, so it is ignored: set it to {meaning} "
-        f"(e.g. {name}={example}) or unset it."
-    )
+    wanted = "a positive whole number" if whole else "a number of 0 or more"
+    fallback = "it is ignored" if default is None else f"the default {default:g} applies"
+    return default, f"{name}={text!r} is not {wanted}, so {fallback}: set e.g. {example}."
 
 
 def read_env(environ: Mapping[str, str] = os.environ) -> Env:
-    n_data, n_data_problem = _positive_int(environ, "SIDE_N_DATA", "the number of training images to keep", 40)
-    threads, threads_problem = _positive_int(environ, "SIDE_THREADS", "the number of torch CPU threads", 1)
+    n_data, n_data_problem = env_number(
+        environ, "SIDE_N_DATA", default=None, whole=True, example="SIDE_N_DATA=40 (training images kept), or unset it"
+    )
+    threads, threads_problem = env_number(
+        environ, "SIDE_THREADS", default=None, whole=True, example="SIDE_THREADS=1 (torch CPU threads), or unset it"
+    )
     default = Env()
     return Env(
         model=environ.get("SIDE_MODEL") or default.model,
