@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
-from side_core.config import ClassifierConfig, ClassifierTrainConfig, UNetHeadConfig
+from side_core.config import CLASSIFIERS, ClassifierConfig, ClassifierTrainConfig, UNetHeadConfig
 from side_core.distributed import DataParallel
 from side_core.errors import SideError
 from side_core.sampling import GuidanceFn
@@ -217,6 +217,20 @@ def train_classifier(
         report.chance,
     )
     return model, report
+
+
+def classifier_config(
+    architecture: str, n_classes: int, channels: int, size: int, time_dependent: bool, width: int
+) -> ClassifierConfig | UNetHeadConfig:
+    """The config of a classifier of ``n_classes`` labels for a model's (channels, size, size) images:
+    "resnet", the paper's (``width`` its channels), or "unet-head", a head on the model's UNet encoder."""
+    if architecture == "unet-head":
+        return UNetHeadConfig(n_classes=n_classes, time_dependent=time_dependent)
+    if architecture == "resnet":
+        return ClassifierConfig(
+            n_classes=n_classes, channels=channels, size=size, time_dependent=time_dependent, width=width
+        )
+    raise SideError(f"Unknown classifier {architecture!r}: use one of {', '.join(CLASSIFIERS)}.")
 
 
 def build_classifier(config: ClassifierConfig | UNetHeadConfig, unet: UNet2DModel | None = None) -> Classifier:

@@ -23,6 +23,7 @@ import torch
 from side_core import distributed
 from side_core.allocation import NEAR_IDENTICAL_QUANTILE, Target, core_labels, near_identical_groups, pool_neighbours
 from side_core.classifier import (
+    classifier_config,
     classifier_guidance,
     held_out_split,
     load_classifier,
@@ -39,16 +40,7 @@ from side_core.cluster import (
     silhouette,
     surrogate_labels,
 )
-from side_core.config import (
-    CLASSIFIERS,
-    LABELS,
-    ClassifierConfig,
-    ClassifierTrainConfig,
-    ClusterConfig,
-    SampleConfig,
-    UNetHeadConfig,
-    check_seed,
-)
+from side_core.config import LABELS, ClassifierTrainConfig, ClusterConfig, SampleConfig, check_seed
 from side_core.data import TrainingSet
 from side_core.embed import embed
 from side_core.errors import SideError
@@ -56,7 +48,7 @@ from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve
 from side_core.models import LoadedModel
 from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
 from side_core.sampling import SampleProgress, make_scheduler, sample, validate
-from side_core.stages import Sharding, StageMissing, Stages, fill_shards
+from side_core.stages import Sharding, StageMissing, Stages, fill_shards, read_shards
 from side_core.store import Stage, finite_or_none, read_array, read_tensors, stage_key, write_array, write_tensors
 
 log = logging.getLogger(__name__)
@@ -192,17 +184,12 @@ class Run:
 
     def frames(self, stage: Stage) -> dict[int, torch.Tensor]:
         """timestep -> (N, C, H, W) predicted x0 at that step, for captured steps."""
-        shards = self._shards(stage)
+        shards = read_shards(stage)
         keys = sorted(k for k in shards[0] if k.startswith("frame_"))
         return {int(k[6:]): torch.cat([s[k] for s in shards]) for k in keys}
 
-    def _shards(self, stage: Stage) -> list[dict[str, torch.Tensor]]:
-        if not stage.done:
-            raise SideError(f"Generation {stage.path.name} is not finished: run it again to complete it.")
-        return [read_tensors(stage.shard(i)) for i in range(stage.summary()["n_shards"])]
-
     def _shard_tensor(self, stage: Stage, key: str) -> torch.Tensor:
-        return torch.cat([s[key] for s in self._shards(stage)])
+        return torch.cat([s[key] for s in read_shards(stage)])
 
     # -- 2. features, clusters, map --------------------------------------------------------------
     def features(self, generation: Stage, feature: str = "unet") -> Stage:
@@ -335,18 +322,7 @@ class Run:
         cluster_summary = clusters.summary()
         n_classes = cluster_summary["n_classes"]
         n_labels = n_classes + int(labels == "core" or cluster_summary["background"])  # + background
-        if architecture == "unet-head":
-            config = UNetHeadConfig(n_classes=n_labels, time_dependent=time_dependent)
-        elif architecture == "resnet":
-            config = ClassifierConfig(
-                n_classes=n_labels,
-                channels=self.model.channels,
-                size=self.model.size,
-                time_dependent=time_dependent,
-                width=width,
-            )
-        else:
-            raise SideError(f"Unknown classifier {architecture!r}: use one of {', '.join(CLASSIFIERS)}.")
+        config = classifier_config(architecture, n_labels, self.model.channels, self.model.size, time_dependent, width)
         if labels not in LABELS:
             raise SideError(f"Unknown labels {labels!r}: use one of {', '.join(LABELS)}.")
         inputs = {

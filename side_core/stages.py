@@ -8,7 +8,8 @@ filled by the processes that share the store (side_core.store holds the files th
   for any other stage raises :class:`StageMissing`; it makes, deletes and repairs nothing. It answers
   "is this piece of work stored?" by running the work itself (``Run.stored``).
 - :meth:`Stages.build` makes an unfinished stage under its lock; :func:`fill_shards` fills a
-  generation shard by shard, each shard claimed first, so processes split the work between them.
+  generation shard by shard, each shard claimed first, so processes split the work between them;
+  :func:`read_shards` reads a finished generation's shards back.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from side_core import distributed
 from side_core.errors import SideError
-from side_core.store import Stage
+from side_core.store import Stage, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -190,3 +191,10 @@ def fill_shards(
                 seconds = round(time.perf_counter() - started, 2)
                 stage.finish({"n": sharding.n, "n_shards": sharding.count, "seconds": seconds})
     return stage
+
+
+def read_shards(stage: Stage) -> list[dict[str, torch.Tensor]]:
+    """A finished generation stage's shards, in order, each as the tensors :func:`fill_shards` wrote."""
+    if not stage.done:
+        raise SideError(f"Generation {stage.path.name} is not finished: run it again to complete it.")
+    return [read_tensors(stage.shard(i)) for i in range(stage.summary()["n_shards"])]
