@@ -83,7 +83,7 @@ with panel:
         )
         st.stop()
     st.subheader(f"Class {last.cls} at λ = {last.sample.guidance_scale:g}: guided vs unguided")
-    landed = int((resources.landed_labels(run, result.key) == last.cls).sum())
+    landed = int((result.landed == last.cls).sum())
     cols = st.columns(5)
     cols[0].metric(
         f"Landed in class {last.cls}",

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+import numpy as np
 import streamlit as st
 import torch
 
@@ -218,11 +219,13 @@ class GuidedResult:
     plain: Scored
     guided_frames: dict[int, torch.Tensor]  # timestep -> (N, C, H, W) predicted x0
     plain_frames: dict[int, torch.Tensor]
+    landed: np.ndarray  # (N,) int64: the surrogate class each guided sample landed in (n_classes: none)
     key: str  # the guided generation's stage folder: one scrub slider per generation
 
 
 def guided(found: Surrogate, request: state.GuidedRequest, size: int) -> Work[GuidedResult]:
-    """Samples guided toward one class, then the same seeds unguided, shown live side by side."""
+    """Samples guided toward one class and where they landed (Run.landed: no training image is read),
+    then the same seeds unguided, shown live side by side."""
     target = found.target("side", request.cls)
     steps = request.capture_steps
     titles = (f"Guided toward class {request.cls}", "Unguided, same seeds")
@@ -230,9 +233,15 @@ def guided(found: Surrogate, request: state.GuidedRequest, size: int) -> Work[Gu
     def make(run: Run, ui: LiveGrid | None) -> GuidedResult:
         feed = ui.feed if ui is not None else lambda i: None
         g = run.generate(request.n, request.seed, request.sample, target, steps, feed(0))
+        landed = run.landed(g)
         p = run.generate(request.n, request.seed, request.sample, None, steps, feed(1))
         return GuidedResult(
-            _scored(run, g), _scored(run, p), resources.frames(run, g), resources.frames(run, p), g.path.name
+            guided=_scored(run, g),
+            plain=_scored(run, p),
+            guided_frames=resources.frames(run, g),
+            plain_frames=resources.frames(run, p),
+            landed=resources.landed_labels(run, landed),
+            key=g.path.name,
         )
 
     units = 2 * request.n * request.sample.num_steps

@@ -91,16 +91,15 @@ def _pool_evidence(_run: Run, clusters: Path, pool: Path) -> list[PoolEvidence]:
     return rank_by_pool(_run.clustering(_run.find(clusters.name)), partner)
 
 
-def landed_labels(run: Run, generation: str) -> np.ndarray:
-    """(N,) int64: the surrogate class each sample of a guided generation (its stage folder name)
-    landed in (n_classes: none). Labelled once with the pool's features and clustering
-    (``Run.landed``, which reads no training image) and stored."""
-    return _landed_labels(run, generation)
+def landed_labels(run: Run, landed: Stage) -> np.ndarray:
+    """(N,) int64: the surrogate class each guided sample landed in (n_classes: none), from a stored
+    landed stage (``Run.landed``, made by the guided job), read once per server."""
+    return _landed_labels(run, landed, landed.path)
 
 
-@st.cache_data(max_entries=16, show_spinner="Labelling the guided samples...")
-def _landed_labels(_run: Run, generation: str) -> np.ndarray:
-    return _run.landed_labels(_run.landed(_run.find(generation)))
+@st.cache_data(max_entries=16, show_spinner=False)
+def _landed_labels(_run: Run, _landed: Stage, path: Path) -> np.ndarray:
+    return _run.landed_labels(_landed)
 
 
 def class_representatives(run: Run, surrogate: Surrogate, per_class: int = 4) -> list[np.ndarray]:

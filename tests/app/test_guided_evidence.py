@@ -60,7 +60,9 @@ def test_opens_on_the_attacker_ranked_class_with_its_evidence_and_where_samples_
             request.n, request.seed, request.sample, surrogate.target("side", weak.cls), request.capture_steps
         )
     )
-    landed = int((run.landed_labels(run.landed(generation)) == weak.cls).sum())
+    stored = run.stored(lambda r: r.landed(generation))  # labelled by the guided job, within the queue
+    assert stored is not None
+    landed = int((run.landed_labels(stored) == weak.cls).sum())
     assert metrics(at)[f"Landed in class {weak.cls}"] == f"{landed} / 4 ({landed / 4:.0%})"
     assert f"class {weak.cls}: its pool samples, what guidance aims at" in captions_of_images(at)
 
