@@ -141,22 +141,11 @@ def test_uncond_at_the_same_wall_time_draws_the_extra_plain_samples(run_and_repo
         assert again.extra_plain == 0 and again.uncond_same_time == whole.uncond_curve[whole.n_same_time - 1]
 
 
-def test_the_bundled_classifiers_keep_their_stage_keys():
-    """Asked for with the inputs they were stored with, the precomputed classifiers are found in
-    assets/store as they are: nothing is trained again."""
-    from side_core.config import ClassifierTrainConfig
-
+def test_the_bundled_store_holds_the_default_surrogate():
+    """With every default, the surrogate stages and both classifiers are found in assets/store as
+    they are: nothing is trained again (a change of stage key would need `prepare` rerun)."""
     model = load_model("default", "cpu")
-    run = Run(BUNDLED_STORE, model).reading_only()
-    shipped = sorted(BUNDLED_STORE.glob("classifier-*"))
-    assert shipped
-    for folder in shipped:
-        stored = run.find(folder.name)
-        found = run.classifier(
-            run.find(stored.inputs["generation"]),
-            run.find(stored.inputs["clusters"]),
-            time_dependent=stored.inputs["config"]["time_dependent"],
-            train_config=ClassifierTrainConfig(**stored.inputs["train"]),
-            width=stored.inputs["config"]["width"],
-        )
-        assert found.path == stored.path
+    run = Run(BUNDLED_STORE, model)
+    found = run.stored(lambda r: build_surrogate(r, ExtractionConfig(), ("side", "cond")))
+    assert found is not None
+    assert {stage.path.parent for stage in found.classifiers.values()} == {BUNDLED_STORE}
