@@ -84,7 +84,7 @@ with panel:
         st.stop()
     st.subheader(f"Class {last.cls} at λ = {last.sample.guidance_scale:g}: guided vs unguided")
     landed = int((result.landed == last.cls).sum())
-    cols = st.columns(5)
+    cols = st.columns(3)  # two rows of metrics: five in one row cut their labels short
     cols[0].metric(
         f"Landed in class {last.cls}",
         f"{landed} / {last.n} ({landed / last.n:.0%})",
@@ -94,8 +94,9 @@ with panel:
     cols[1].metric("Copies, guided", f"{result.guided.n_copies} / {len(result.guided.nearest)}")
     cols[2].metric("Copies, unguided", f"{result.plain.n_copies} / {len(result.plain.nearest)}")
     nearest = "Mean similarity of the samples to their nearest training images"
-    cols[3].metric("Similarity, guided", f"{result.guided.nearest.mean():.3f}", help=nearest)
-    cols[4].metric("Similarity, unguided", f"{result.plain.nearest.mean():.3f}", help=nearest)
+    cols = st.columns(3)
+    cols[0].metric("Similarity, guided", f"{result.guided.nearest.mean():.3f}", help=nearest)
+    cols[1].metric("Similarity, unguided", f"{result.plain.nearest.mean():.3f}", help=nearest)
     if hint := forms.steps_hint(last.sample.num_steps):
         st.warning(hint, icon=":material/blur_on:")
     timesteps = sorted(result.guided_frames, reverse=True)

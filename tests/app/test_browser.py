@@ -203,11 +203,13 @@ def test_a_teacher_walks_through_the_app(server, tmp_path):
             no_exception(page)
             screenshot(page, shots, "4_guided_extraction.png")
 
-            # 5. Report: the comparison and the sweep are precomputed for the bundled model.
+            # 5. Report: the comparison, the whole run and the sweep are precomputed for the bundled model.
             go_to(page, "Report")
             expect(page.get_by_role("table").first).to_be_visible()
             expect(page.get_by_text("Best extractions")).to_be_visible()
-            expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(1)  # the sweep, no click
+            # the whole SIDE run against UnCond, and the sweep, with no click
+            expect(page.locator('[data-testid="stPlotlyChart"]')).to_have_count(2)
+            expect(page.get_by_text("The whole SIDE run against UnCond")).to_be_visible()
             expect(page.get_by_text(re.compile(r"AMS high goes from"))).to_be_visible()
             no_exception(page)
             screenshot(page, shots, "5_report.png")
