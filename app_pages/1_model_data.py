@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support import access, forms, resources, views
+from app_support import access, figures, forms, resources, views
 
 st.title("Model and data")
 st.markdown(
@@ -43,7 +43,7 @@ st.image(
 st.subheader("What counts as a copy")
 with views.errors_shown(stop=True):
     train_similarity = run.train_similarity()
-st.plotly_chart(views.band_histogram(train_similarity, run.bands(), run.similarity.name))
+st.plotly_chart(figures.band_histogram(train_similarity, run.bands(), run.similarity.name))
 st.caption(
     f"Similarity: {run.similarity.preprocessing}. The bands come from this distribution: **high** is closer than any "
     "two distinct training images are to each other (a copy), **mid** closer than 95% of them, **low** closer than "

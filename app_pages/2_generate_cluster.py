@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support import forms, jobs, resources, state, views
+from app_support import figures, forms, jobs, resources, state, views
 
 st.title("Generate and cluster")
 st.markdown(
@@ -55,7 +55,7 @@ if umap_stage is None:
         st.rerun()
 xy = run.map_points(umap_stage if view == "UMAP" else run.map2d(surrogate.features, "pca", config.seed))
 event = st.plotly_chart(
-    views.cluster_map(xy, clustering, scores, highlight),
+    figures.cluster_map(xy, clustering, scores, highlight),
     on_select="rerun",
     selection_mode=("points", "box", "lasso"),
     key="cluster_map",
@@ -73,7 +73,7 @@ else:
     st.caption(f"Nothing selected in the map: the most typical members of class {highlight}.")
     ids = resources.class_representatives(run, surrogate, per_class=6)[highlight].tolist()
 ids = ids[:12]
-captions = [f"sample #{i} · {views.label_name(clustering, clustering.labels[i])}" for i in ids]
+captions = [f"sample #{i} · {figures.label_name(clustering, clustering.labels[i])}" for i in ids]
 selected = scores.take(ids)
 views.show_with_neighbours(run, [("sample", selected.images, captions)], selected)
 target = views.majority_class(clustering, ids)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support import forms, jobs, resources, state, views
+from app_support import figures, forms, jobs, resources, state, views
 from side_core.inspection import class_copies
 
 st.title("Surrogate classifier")
@@ -66,7 +66,7 @@ else:
     cols[1].metric("Copies, plain sampling", f"{plain_rate:.0%}")
     above, aimed_at = per_class.n_above(plain_rate)
     cols[2].metric("Classes above plain sampling", f"{above} of {aimed_at}")
-st.plotly_chart(views.class_copies_figure(ranked, per_class, plain_rate))
+st.plotly_chart(figures.class_copies_figure(ranked, per_class, plain_rate))
 if report is not None:
     st.caption(
         f"Bars: the share of the comparison's {report.methods['side'].n_generated} SIDE samples aimed at each class "
@@ -92,7 +92,7 @@ cols[2].metric(
     "Chance", f"{side.chance:.1%}", f"1 in {round(1 / side.chance)} labels", delta_color="off", delta_arrow="off"
 )
 cols[3].metric("Training time", f"{trained['side'].seconds('side')['classifier']:.0f} s")
-st.plotly_chart(views.accuracy_figure(reports, names))
+st.plotly_chart(figures.accuracy_figure(reports, names))
 st.caption(
     "Top-1 accuracy on held-out class members noised at t drawn inside each quartile (the time-blind classifier gets "
     "the same x_t without t). At large t, x_t is mostly noise and no classifier can name the class; guidance there "
@@ -101,5 +101,5 @@ st.caption(
 )
 
 st.subheader("Training loss")
-st.plotly_chart(views.loss_figure(reports, names))
+st.plotly_chart(figures.loss_figure(reports, names))
 views.page_link(state.GUIDED_PAGE, "Guide sampling toward a class")

@@ -3,7 +3,7 @@ guidance-scale sweep, the best extractions, downloads."""
 
 import streamlit as st
 
-from app_support import forms, jobs, resources, state, views
+from app_support import figures, forms, jobs, resources, state, views
 from side_core.inspection import pair_image
 from side_core.report import markdown_table
 from side_core.whole_run import whole_run_text
@@ -55,7 +55,7 @@ else:
             "What a user gets from all SIDE drew: the N_syn plain samples of its pool, then its N_G guided samples, "
             "against plain sampling with as many samples (the same pool, then UnCond's) and with the same wall time."
         )
-        st.plotly_chart(views.whole_run_figure(report.whole_run))
+        st.plotly_chart(figures.whole_run_figure(report.whole_run))
         st.caption(whole_run_text(report.whole_run))
 
     st.subheader("Best extractions")
@@ -93,5 +93,5 @@ points = jobs.sweep(compared, state.SWEEP.get()).stored(run)
 if points is None:
     st.info("Press **Sweep** to run SIDE at each scale.")
     st.stop()
-st.plotly_chart(views.sweep_figure(points))
+st.plotly_chart(figures.sweep_figure(points))
 st.caption(views.sweep_caption(points))

@@ -8,8 +8,9 @@ module:
   look-ups keyed by stage folders (a rerun reads no shard);
 - ``forms``: the pages' input forms, which refuse out-of-range values with a message;
 - ``jobs``: heavy work, started from buttons and queued one at a time per server;
-- ``views``: what the pages draw: progress bars and the live grid fed by the engine, figures,
-  image grids, captions, the sidebar;
+- ``views``: what the pages draw besides figures: progress bars and the live grid fed by the
+  engine, image grids, pickers, captions, the sidebar;
+- ``figures``: the Plotly figures (cluster map, histograms, accuracy, copies, sweep, whole run);
 - ``access`` and ``limits``: the locked mode of a shared server (what a visitor may open) and the
   caps its locked visitors meet.
 

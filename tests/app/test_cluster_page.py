@@ -3,7 +3,7 @@ samples next to their nearest training images; out-of-range input is refused wit
 
 import numpy as np
 
-from app_support import state, views
+from app_support import figures, state
 from app_support.state import CLUSTER_PAGE
 
 from .helpers import button, captions_of_images, metrics, submit
@@ -93,11 +93,11 @@ def test_the_map_lets_a_click_select_and_tells_many_classes_apart():
     )
     similarity = np.linspace(0, 1, n, dtype=np.float32)[:, None]
     scores = Scored(None, similarity, np.zeros((n, 1), np.int64), Bands.from_thresholds(0.2, 0.5, 0.8))
-    figure = views.cluster_map(np.random.default_rng(0).normal(size=(n, 2)), c, scores, highlight=1)
+    figure = figures.cluster_map(np.random.default_rng(0).normal(size=(n, 2)), c, scores, highlight=1)
     assert figure.layout.dragmode not in ("lasso", "select")
     assert not figure.layout.showlegend
     ids = sorted(int(d[0]) for trace in figure.data for d in trace.customdata)
     assert ids == list(range(n))  # every sample once, whatever the highlight
     outlined = figure.data[-1]
     assert [int(d[0]) for d in outlined.customdata] == [1, 5, 9]
-    assert len(set(views.class_colours(100))) == 100
+    assert len(set(figures.class_colours(100))) == 100

@@ -1,0 +1,239 @@
+"""The app's Plotly figures: the cluster map, histograms, accuracy, copies, sweep and whole-run curves.
+
+Pure functions from the engine's typed results to figures; the pages lay them out."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from side_core.classifier import ClassifierReport
+from side_core.cluster import ClassEvidence, Clustering
+from side_core.inspection import ClassCopies, Scored
+from side_core.metrics import Bands
+from side_core.report import SweepPoint
+from side_core.whole_run import WholeRun
+
+
+def class_colours(n: int) -> list[str]:
+    """n colours that stay apart for 40-100 classes: hues a golden angle apart, lightness in three
+    steps, so that neighbouring class ids never share a look."""
+    return [f"hsl({i * 137.508 % 360:.0f}, {(75, 55, 90)[i % 3]}%, {(45, 62, 32)[i % 3]}%)" for i in range(n)]
+
+
+def label_name(c: Clustering, label: int) -> str:
+    """'class 3', or 'background' for the label of samples whose cluster was dropped."""
+    return "background" if label == c.n_classes else f"class {label}"
+
+
+def cluster_map(xy: np.ndarray, c: Clustering, scores: Scored, highlight: int | None = None) -> go.Figure:
+    """The samples' 2-D map coloured by surrogate class (background grey, behind); near-copies are
+    diamonds; ``highlight`` draws one class on top, outlined, and fades the rest. custom_data holds
+    [sample id, K-means cluster, nearest similarity] of every point, for selections."""
+    colours = class_colours(c.n_classes)
+    groups = []  # (sample ids, trace name, marker)
+    if c.background:
+        groups.append((np.flatnonzero(c.labels == c.n_classes), "background", {"color": "lightgrey", "opacity": 0.5}))
+    in_class = np.flatnonzero((c.labels < c.n_classes) & (c.labels != (-1 if highlight is None else highlight)))
+    faded = highlight is not None
+    groups.append(
+        (
+            in_class,
+            "surrogate classes",
+            {"color": [colours[c.labels[i]] for i in in_class], "opacity": 0.45 if faded else 0.9},
+        )
+    )
+    if faded:
+        ids = np.flatnonzero(c.labels == highlight)
+        groups.append(
+            (
+                ids,
+                f"class {highlight}",
+                {"color": colours[highlight], "size": 12, "line": {"width": 1.5, "color": "black"}},
+            )
+        )
+    figure = go.Figure()
+    for ids, name, marker in groups:
+        figure.add_trace(
+            go.Scatter(
+                x=xy[ids, 0],
+                y=xy[ids, 1],
+                mode="markers",
+                name=name,
+                # Plain lists: numpy arrays travel as typed-array dicts and come back that way in selections.
+                customdata=[[int(i), int(c.kmeans_labels[i]), float(scores.nearest[i])] for i in ids],
+                text=[label_name(c, int(c.labels[i])) for i in ids],
+                marker={
+                    "size": 8,
+                    "symbol": ["diamond" if scores.is_copy[i] else "circle" for i in ids],
+                    "line": {"width": 0},
+                    **marker,
+                },
+                hovertemplate="sample #%{customdata[0]} · %{text}<br>K-means cluster %{customdata[1]}"
+                "<br>nearest training image %{customdata[2]:.3f}<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        height=520,
+        margin={"t": 10, "b": 10, "l": 10, "r": 10},
+        # Pan, not lasso: in lasso mode Plotly sends no click, so a single point could not be picked.
+        # The lasso and box tools stay in the modebar.
+        dragmode="pan",
+        showlegend=False,  # 40-100 classes: the hover names the class, and "highlight" picks one out
+    )
+    figure.update_xaxes(showticklabels=False, title=None)
+    figure.update_yaxes(showticklabels=False, title=None)
+    return figure
+
+
+def band_histogram(train_similarity: np.ndarray, bands: Bands, similarity_name: str) -> go.Figure:
+    """The train-vs-train nearest-neighbour similarities with the band thresholds drawn on."""
+    figure = go.Figure(go.Histogram(x=train_similarity, nbinsx=40, name="train vs train", marker_color="#7f8c8d"))
+    positions = {"low": "top left", "mid": "top left", "high": "top right"}  # mid and high are often close
+    for name, (low, _high) in bands.items():
+        figure.add_vline(
+            x=low, line_dash="dash", annotation_text=f"{name} ≥ {low:.3f}", annotation_position=positions[name]
+        )
+    figure.update_layout(
+        xaxis_title=f"similarity of each training image to its nearest other training image ({similarity_name})",
+        yaxis_title="training images",
+        height=320,
+        margin={"t": 40, "b": 40},
+        showlegend=False,
+    )
+    return figure
+
+
+def accuracy_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
+    """Held-out accuracy per timestep quartile, each bar labelled (0% too), chance drawn, the y axis
+    from 0 to a little above the highest value so that small accuracies stay readable."""
+    figure = go.Figure()
+    top = 0.0
+    for method, report in reports.items():
+        accuracy = report.accuracy
+        top = max(top, *accuracy, report.chance)
+        figure.add_trace(
+            go.Bar(
+                x=[f"t {low}-{high}" for low, high in report.quartiles],
+                y=accuracy,
+                name=names[method],
+                text=[f"{a:.0%}" for a in accuracy],
+                textposition="outside",
+            )
+        )
+    chance = next(iter(reports.values())).chance
+    figure.add_hline(
+        y=chance, line_dash="dash", annotation_text=f"chance {chance:.0%}", annotation_position="top right"
+    )
+    figure.update_layout(
+        barmode="group",
+        yaxis={"range": [0, min(1.0, top * 1.3 + 0.02)], "tickformat": ".0%", "title": "top-1 accuracy"},
+        height=340,
+        margin={"t": 20},
+        legend_title=None,
+    )
+    return figure
+
+
+def class_copies_figure(
+    ranked: list[ClassEvidence], per_class: ClassCopies | None, plain_rate: float | None
+) -> go.Figure:
+    """Per class, most promising first: its expected copy rate from its members (dots) and, from a
+    comparison, the share of guided samples aimed at it that are copies (bars) and plain sampling's
+    rate (dashed)."""
+    x = [str(e.cls) for e in ranked]
+    figure = go.Figure()
+    if per_class is not None:
+        figure.add_trace(
+            go.Bar(
+                x=x,
+                y=[per_class.rate(e.cls) for e in ranked],
+                name="guided samples that are copies",
+                customdata=[[int(per_class.aimed[e.cls]), int(per_class.copies[e.cls])] for e in ranked],
+                hovertemplate="class %{x}: %{customdata[1]} of %{customdata[0]} guided samples are copies"
+                "<extra></extra>",
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[e.copy_rate for e in ranked],
+            mode="markers",
+            name="expected: members that are copies",
+            marker_color="black",
+        )
+    )
+    if plain_rate is not None:
+        figure.add_hline(y=plain_rate, line_dash="dash", annotation_text=f"plain sampling {plain_rate:.0%}")
+    figure.update_layout(
+        xaxis={"title": "surrogate class, most promising first", "type": "category"},
+        yaxis={"range": [0, 1.05], "tickformat": ".0%", "title": "copies"},
+        height=340,
+        margin={"t": 20},
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return figure
+
+
+def sweep_figure(points: list[SweepPoint]) -> go.Figure:
+    figure = go.Figure()
+    x = [p.scale for p in points]
+    for band in ("high", "mid"):
+        figure.add_trace(go.Scatter(x=x, y=[p.ams[band] for p in points], name=f"AMS {band} (%)"))
+        figure.add_trace(go.Scatter(x=x, y=[p.ums[band] for p in points], name=f"UMS {band} (%)", line_dash="dot"))
+    figure.add_trace(go.Bar(x=x, y=[p.distinct for p in points], name="distinct (high)", yaxis="y2", opacity=0.3))
+    figure.update_layout(
+        xaxis_title="guidance scale λ",
+        yaxis={"title": "percent of N_G", "rangemode": "tozero"},
+        yaxis2={
+            "title": "distinct training images (high)",
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "tickmode": "auto",  # its own ticks (whole faces), not the percent axis's
+            "showgrid": False,
+        },
+        legend={"orientation": "h", "y": 1.12},
+        height=400,
+        margin={"t": 40},
+    )
+    return figure
+
+
+def whole_run_figure(whole: WholeRun) -> go.Figure:
+    """Distinct training images (high band) against samples drawn: the SIDE run (its pool, then its
+    guided samples) and UnCond (the same pool, then plain samples), and UnCond at the SIDE run's wall time."""
+    x = list(range(1, whole.n_total + 1))
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=x, y=whole.side_curve, name="SIDE run: pool, then guided samples"))
+    figure.add_trace(go.Scatter(x=x, y=whole.uncond_curve, name="UnCond: pool, then plain samples", line_dash="dot"))
+    if whole.uncond_same_time is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[whole.n_same_time],
+                y=[whole.uncond_same_time],
+                mode="markers",
+                marker={"size": 10, "symbol": "x"},
+                name=f"UnCond at the SIDE run's wall time ({whole.n_same_time} samples)",
+            )
+        )
+    figure.add_vline(
+        x=whole.n_syn + 0.5, line_dash="dash", annotation_text="guided samples begin", annotation_position="top left"
+    )
+    figure.update_layout(
+        xaxis_title="samples drawn",
+        yaxis={"title": "distinct training images (high band)", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": 1.15},
+        height=360,
+        margin={"t": 40},
+    )
+    return figure
+
+
+def loss_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
+    figure = go.Figure()
+    for method, report in reports.items():
+        history = report.loss_history
+        figure.add_trace(go.Scatter(x=[s for s, _ in history], y=[loss for _, loss in history], name=names[method]))
+    figure.update_layout(xaxis_title="step", yaxis_title="cross-entropy (smoothed)", height=300, margin={"t": 20})
+    return figure
