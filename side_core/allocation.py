@@ -3,7 +3,7 @@
 Allocations (``ExtractionConfig.allocation``): "flagged" draws each sample's class with probability
 proportional to the class's flagged share, the share of its pool samples that have a near-identical
 partner (below), so the budget goes where the model repeats itself and classes with no such sample get
-none; "uniform" draws each sample's class at random (the paper's protocol, SIDE section 4);
+none; "uniform" draws each sample's class at random (the paper's protocol);
 "stratified" gives the next sample to the least-aimed class (each class once per round, in a random
 order per shard). In every case shard i's classes are a function of (seed, i) alone, so any process
 can make any shard.
