@@ -66,13 +66,16 @@ else:
     cols[1].metric("Copies, plain sampling", f"{plain_rate:.0%}")
     above, aimed_at = per_class.n_above(plain_rate)
     cols[2].metric("Classes above plain sampling", f"{above} of {aimed_at}")
+    if landed := views.landed_text(report):
+        st.caption(landed)
 st.plotly_chart(figures.class_copies_figure(ranked, per_class, plain_rate))
 if report is not None:
     st.caption(
         f"Bars: the share of the comparison's {report.methods['side'].n_generated} SIDE samples aimed at each class "
         f"(λ = {compared.guidance_scale:g}, about {report.methods['side'].n_generated // len(ranked)} "
         "per class) whose nearest training image is in the high band. Dots: the share of the class's own plain "
-        "samples that are copies, which the guided page ranks classes by."
+        "samples that are copies (this reads the training set, for teaching; the guided page ranks classes by "
+        "the pool's near-identical samples instead)."
     )
 
 st.subheader("Held-out accuracy on the target classes, per timestep quartile")
@@ -99,6 +102,21 @@ st.caption(
     "still nudges the sample, and the faces are decided in the last quartile, where the classifier reads the class "
     "several times better than chance. The guided page can restrict guidance to a timestep window."
 )
+
+# accuracy at the sampler's own timesteps, where guidance acts: evaluated by a comparison with this sampler
+evaluated = {
+    method: found.classifier_report(method, stage)
+    for method, found in trained.items()
+    if (stage := run.stored(lambda r, f=found, m=method: r.evaluation(f.classifiers[m], config.sample))) is not None
+}
+if evaluated:
+    st.subheader("Held-out accuracy at the sampler's timesteps")
+    st.plotly_chart(figures.sampler_accuracy_figure(evaluated, names))
+    st.caption(
+        f"The {config.sample.num_steps} timesteps of the {config.sample.sampler.upper()} sampler, "
+        "from the first (pure noise) to the last. With core labels most held-out samples are background, which is "
+        "left out here, so only the few repeated samples of each class are scored."
+    )
 
 st.subheader("Training loss")
 st.plotly_chart(figures.loss_figure(reports, names))

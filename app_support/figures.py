@@ -135,6 +135,28 @@ def accuracy_figure(reports: dict[str, ClassifierReport], names: dict[str, str])
     return figure
 
 
+def sampler_accuracy_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
+    """Held-out accuracy at each timestep the sampler visits (where guidance acts), t falling left to
+    right as sampling runs; chance drawn."""
+    figure = go.Figure()
+    for method, report in reports.items():
+        figure.add_trace(
+            go.Scatter(x=report.timesteps, y=report.timestep_accuracy, mode="lines+markers", name=names[method])
+        )
+    chance = next(iter(reports.values())).chance
+    figure.add_hline(
+        y=chance, line_dash="dash", annotation_text=f"chance {chance:.0%}", annotation_position="top right"
+    )
+    figure.update_layout(
+        xaxis={"title": "sampler timestep t", "autorange": "reversed"},
+        yaxis={"tickformat": ".0%", "title": "top-1 accuracy", "rangemode": "tozero"},
+        height=320,
+        margin={"t": 20},
+        legend_title=None,
+    )
+    return figure
+
+
 def class_copies_figure(
     ranked: list[ClassEvidence], per_class: ClassCopies | None, plain_rate: float | None
 ) -> go.Figure:

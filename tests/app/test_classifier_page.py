@@ -4,7 +4,7 @@ chance), and training from the button."""
 from dataclasses import replace
 
 from app_support import state
-from app_support.state import CLASSIFIER_PAGE
+from app_support.state import CLASSIFIER_PAGE, REPORT_PAGE
 
 from .helpers import TINY, button, metrics, submit
 
@@ -45,3 +45,16 @@ def test_asks_for_clusters_first(open_app):
     at = open_app(CLASSIFIER_PAGE, config=replace(TINY, cluster=replace(TINY.cluster, k=4)))  # none stored
     assert not at.exception
     assert "generate and cluster first" in at.info[0].value
+
+
+def test_after_a_comparison_shows_accuracy_at_the_samplers_timesteps_and_where_samples_landed(open_app):
+    at = open_app(REPORT_PAGE)
+    submit(at, "Compare", n_g=4, compare_steps=TINY.sample.num_steps)  # the classifiers' own sampler
+    at.switch_page(f"app_pages/{CLASSIFIER_PAGE}").run()
+    assert not at.exception
+    assert not at.error
+    assert "Held-out accuracy at the sampler's timesteps" in [s.value for s in at.subheader]
+    # per-class extraction, accuracy at the sampler's 5 timesteps, per quartile, loss
+    assert len(at.get("plotly_chart")) == 4
+    assert any(f"The {TINY.sample.num_steps} timesteps of the DDPM sampler" in c.value for c in at.caption)
+    assert any(c.value.startswith("Guided samples that landed in the class") for c in at.caption)
