@@ -21,15 +21,23 @@ if surrogate is None:
     st.stop()
 
 clusters = surrogate.clusters.summary()
-st.caption(
-    f"{clusters['n_classes']} surrogate classes from {config.n_syn} samples (K = {config.cluster.k}, "
-    f"{config.cluster.keep_rule})."
-    + (
+if config.labels == "core":
+    labelled = sum(e.flagged for e in resources.pool_evidence(run, surrogate))
+    labels_text = (
+        f" Core labels: only the {labelled} samples of those classes with a near-identical partner in the pool "
+        "carry their class; every other sample carries the background label, which the classifier learns too but "
+        "guidance never aims at. Accuracy below is measured on the labelled samples."
+    )
+elif clusters.get("background"):
+    labels_text = (
         f" {config.n_syn - clusters['in_classes']} samples of dropped clusters carry the background label: the "
         "classifier learns it too, but guidance never aims at it, and accuracy below is measured on class members."
-        if clusters.get("background")
-        else ""
     )
+else:
+    labels_text = ""
+st.caption(
+    f"{clusters['n_classes']} surrogate classes from {config.n_syn} samples (K = {config.cluster.k}, "
+    f"{config.cluster.keep_rule})." + labels_text
 )
 
 with views.errors_shown():

@@ -14,6 +14,7 @@ def test_shows_the_stored_classifiers(open_app):
     assert not at.exception
     assert not at.error
     assert "Clean accuracy (t = 0)" in metrics(at)
+    assert any("Core labels: only the" in c.value for c in at.caption)  # the default labels, said as they are
     assert "x chance" in at.metric[0].proto.delta
     # per-class extraction (expected rates only: no comparison stored yet), accuracy, loss
     assert len(at.get("plotly_chart")) == 3
