@@ -108,3 +108,21 @@ def trained_classifier(bright_dark_model):
     return train_classifier(
         x0, labels, bright_dark_model.scheduler, config, ClassifierTrainConfig(steps=150, batch_size=32)
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_extraction():
+    """An extraction at tiny size for the tiny model: 24 pool samples in 3 classes (tau 0 keeps every
+    cluster of an untrained model), 10 classifier steps, 3 sampler steps; tests set N_G."""
+    from dataclasses import replace
+
+    from side_core.config import ExtractionConfig
+
+    base = ExtractionConfig()
+    return replace(
+        base,
+        n_syn=24,
+        cluster=replace(base.cluster, feature="unet", k=3, tau=0.0),
+        classifier_train=replace(base.classifier_train, steps=10),
+        sample=replace(base.sample, num_steps=3),
+    )

@@ -51,19 +51,11 @@ def test_chained_first_hit_counts_each_image_at_its_first_sample():
 
 
 @pytest.fixture(scope="module")
-def run_and_report(tiny_model_dir, tiny_data_dir, tmp_path_factory):
+def run_and_report(tiny_model_dir, tiny_data_dir, tiny_extraction, tmp_path_factory):
     run = Run(
         tmp_path_factory.mktemp("runs"), load_model(tiny_model_dir, "cpu"), load_training_set(tiny_data_dir, 1, 8)
     )
-    base = ExtractionConfig()
-    config = replace(
-        base,
-        n_samples=8,
-        n_syn=24,
-        cluster=replace(base.cluster, feature="unet", k=3, tau=0.0),
-        classifier_train=replace(base.classifier_train, steps=10),
-        sample=replace(base.sample, num_steps=3, batch_size=4),
-    )
+    config = replace(tiny_extraction, n_samples=8, sample=replace(tiny_extraction.sample, batch_size=4))
     return run, config, extract(run, config, METHODS + CONTROLS)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from side_core.cluster import Clustering, band_counts, rank_classes, representatives
-from side_core.config import ExtractionConfig, SampleConfig
+from side_core.config import SampleConfig
 from side_core.data import load_training_set
 from side_core.inspection import best_pairs, class_copies, pair_image, pairs_zip, scored
 from side_core.metrics import Bands
@@ -79,16 +79,8 @@ def test_stored_answers_without_computing(tiny_run):
     assert found is not None and found.path == made.path
 
 
-def test_report_round_trip_rows_and_files(tiny_run):
-    base = ExtractionConfig()
-    config = replace(
-        base,
-        n_samples=4,
-        n_syn=24,
-        cluster=replace(base.cluster, feature="unet", k=3, tau=0.0),
-        classifier_train=replace(base.classifier_train, steps=10),
-        sample=replace(base.sample, num_steps=3),
-    )
+def test_report_round_trip_rows_and_files(tiny_run, tiny_extraction):
+    config = replace(tiny_extraction, n_samples=4)
     report = extract(tiny_run, config, METHODS)
     raw = json.loads(json.dumps(report.to_json()))  # report.json's shape, which scripts read
     assert Report.from_json(raw) == report
