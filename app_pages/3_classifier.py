@@ -122,8 +122,9 @@ if evaluated:
     st.plotly_chart(figures.sampler_accuracy_figure(evaluated, names))
     st.caption(
         f"The {config.sample.num_steps} timesteps of the {config.sample.sampler.upper()} sampler, "
-        "from the first (pure noise) to the last. With core labels most held-out samples are background, which is "
-        "left out here, so only the few repeated samples of each class are scored."
+        "from the first (pure noise) to the last. Accuracy among the target classes: with core labels most samples "
+        "are background, which is left out here, both from the scored samples and from the prediction (guidance "
+        "never aims at it), so only the few repeated samples of each class are scored."
     )
 
 st.subheader("Training loss")

@@ -263,7 +263,8 @@ def table_lines(report: dict, first: Report, made_by: dict) -> list[str]:
             "",
             f"Whole run (means over seeds): the {whole['n_syn']}-sample pool plus the guided samples "
             f"({whole['n_total']} samples) hold {whole['side']} distinct faces; UnCond with {whole['n_total']} plain "
-            f"samples {whole['uncond']}. A guided sample costs {s['guided_over_plain']}x a plain one "
+            f"samples {whole['uncond']}. Timed side by side, a guided sample costs {s['guided_over_plain']}x "
+            "a plain one "
             f"({s['guided_per_sample']:.4f} s vs {s['plain_per_sample']:.4f} s); with the surrogate's "
             f"{s['surrogate']:.0f} s (features, clustering, classifier) the SIDE run takes as long as "
             f"{whole['n_same_time']} plain samples ({whole['extra_plain']} drawn beyond N_total): {same_time}.",

@@ -273,13 +273,15 @@ def _accuracy(
     draw_t: Callable[[int], torch.Tensor],
     generator: torch.Generator,
     repeats: int,
+    n_targets: int | None = None,
 ) -> float:
-    """Accuracy on x0 noised ``repeats`` times at timesteps ``draw_t(n)`` (x0 and labels on the model's device)."""
+    """Accuracy on x0 noised ``repeats`` times at timesteps ``draw_t(n)`` (x0 and labels on the model's
+    device); with ``n_targets``, the prediction is the likeliest of the first n_targets labels."""
     correct = 0
     for _ in range(repeats):
         t = draw_t(len(x0)).to(x0.device)
         x_t = scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator).to(x0.device), t)
-        correct += (model(x_t, t).argmax(1) == labels).sum().item()
+        correct += (model(x_t, t)[:, :n_targets].argmax(1) == labels).sum().item()
     return correct / (repeats * len(x0))
 
 
@@ -292,15 +294,17 @@ def timestep_accuracy(
     timesteps: list[int],
     generator: torch.Generator,
     repeats: int = 4,
+    n_targets: int | None = None,
 ) -> list[float]:
     """Held-out accuracy on x0 (N, C, H, W) in [-1, 1] noised at each of ``timesteps`` (e.g. the
-    sampler's), ``repeats`` noise draws each; NaN for each when there are no samples."""
+    sampler's), ``repeats`` noise draws each; NaN for each when there are no samples. With
+    ``n_targets``, among the first n_targets labels only (the classes guidance aims at)."""
     if len(x0) == 0:
         return [float("nan")] * len(timesteps)
     device = next(model.parameters()).device
     x0, labels = x0.to(device), labels.to(device)
     return [
-        _accuracy(model, x0, labels, scheduler, lambda n, t=t: torch.full((n,), t), generator, repeats)
+        _accuracy(model, x0, labels, scheduler, lambda n, t=t: torch.full((n,), t), generator, repeats, n_targets)
         for t in timesteps
     ]
 

@@ -192,7 +192,8 @@ def extract(
         say(f"{method}: AMS high {row.ams['high']:.1f}%  UMS high {row.ums['high']:.1f}%  distinct {row.distinct}")
     whole = None
     if pool_filter is not None and {"uncond", "side"} <= set(rows):
-        whole = whole_run_of(run, config, rows, run.find(pool_filter.inputs["score"]), max_extra_plain, say)
+        cost = run.sampling_cost(surrogate.classifiers["side"], config.sample)
+        whole = whole_run_of(run, config, rows, run.find(pool_filter.inputs["score"]), cost, max_extra_plain, say)
     return build_report(run, config, rows, surrogate, pool_filter, evaluations, whole)
 
 
@@ -201,13 +202,14 @@ def whole_run_of(
     config: ExtractionConfig,
     rows: dict,
     pool_score: Stage,
+    cost: Stage,
     max_extra_plain: int = 0,
     say: Callable[[str], None] = log.info,
 ) -> WholeRun:
     """The whole SIDE run against UnCond (side_core.whole_run.whole_run); where UnCond at the SIDE run's
     wall time needs more plain samples than the pool and UnCond's own N_G, up to ``max_extra_plain``
     more are drawn as one plain generation from seed MAX_SEED - seed, which no method uses."""
-    whole = whole_run(run, rows, pool_score)
+    whole = whole_run(run, rows, pool_score, cost)
     extra = min(whole.n_same_time - whole.n_total, max_extra_plain)
     if extra <= 0:
         return whole
@@ -216,7 +218,7 @@ def whole_run_of(
         raise SideError(f"seed = {config.seed}: its extra plain samples would repeat the pool's; use another seed.")
     say(f"uncond at the SIDE run's wall time: generating {extra} more plain samples")
     plain = replace(config.sample, guidance_scale=0.0)
-    return whole_run(run, rows, pool_score, run.score(run.generate(extra, extra_seed, plain)))
+    return whole_run(run, rows, pool_score, cost, run.score(run.generate(extra, extra_seed, plain)))
 
 
 def guidance_sweep(

@@ -12,6 +12,7 @@ verified and repaired is side_core.stages. The order in which SIDE runs them is 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -174,6 +175,41 @@ class Run:
             return tensors
 
         return fill_shards(stage, sharding, make_shard)
+
+    def sampling_cost(self, classifier: Stage, config: SampleConfig, rounds: int = 3) -> Stage:
+        """What a plain and a classifier-guided sample cost on this machine, timed side by side: in
+        each of ``rounds`` rounds, one plain then one guided batch of ``config.batch_size`` samples
+        from the same noise, guided by ``classifier`` at ``config.guidance_scale``. Alternating the two
+        lets both rates see the same machine load, which generation stages made at different times do
+        not; a stage, so that a stored report reads the same numbers.
+
+        Summary: ``plain_per_sample`` and ``guided_per_sample`` (median seconds over the rounds),
+        ``guided_over_plain``, ``rounds``, ``batch``."""
+        stage = self.stage(
+            "sampling_cost", {"classifier": classifier.path.name, "sample": config.to_dict(), "rounds": rounds}
+        )
+
+        def make(stage: Stage) -> dict:
+            guide_model, _ = load_classifier(classifier.path, self.model.device, self.model.unet)
+            guidance = classifier_guidance(guide_model, 0)  # the cost does not depend on the class
+            plain = replace(config, guidance_scale=0.0)
+            seconds: dict[str, list[float]] = {"plain": [], "guided": []}
+            for i in range(rounds):
+                for kind, guide in (("plain", None), ("guided", guidance)):
+                    start = time.perf_counter()
+                    generator = torch.Generator().manual_seed(i)
+                    sample(self.model, config.batch_size, plain if guide is None else config, generator, guide)
+                    seconds[kind].append((time.perf_counter() - start) / config.batch_size)
+            plain_rate, guided_rate = (float(np.median(seconds[k])) for k in ("plain", "guided"))
+            return {
+                "plain_per_sample": round(plain_rate, 5),
+                "guided_per_sample": round(guided_rate, 5),
+                "guided_over_plain": round(guided_rate / plain_rate, 3),
+                "rounds": rounds,
+                "batch": config.batch_size,
+            }
+
+        return self.stages.build(stage, make)
 
     def images(self, stage: Stage) -> torch.Tensor:
         """(N, C, H, W) float32 in [-1, 1]: a generation stage's samples, in order."""
@@ -390,10 +426,19 @@ class Run:
         stage, so that a stored classifier is evaluated without being trained again.
 
         Summary: ``timesteps`` (the sampler's, in its order), ``timestep_accuracy`` and ``n_held_out``,
-        on the classifier's own held-out split and labels (background samples left out, as in training)."""
+        on the classifier's own held-out split and labels. Accuracy among the target classes: background
+        samples are left out, as in training, and so is the background label from the prediction. Under
+        core labels most training samples are background, so that label wins the plain argmax on
+        nearly every noisy sample; guidance never aims at it and asks only which target class is likelier.
+        """
         stage = self.stage(
             "evaluation",
-            {"classifier": classifier.path.name, "sampler": config.sampler, "num_steps": config.num_steps},
+            {
+                "classifier": classifier.path.name,
+                "sampler": config.sampler,
+                "num_steps": config.num_steps,
+                "among": "targets",
+            },
         )
 
         def make(stage: Stage) -> dict:
@@ -401,11 +446,14 @@ class Run:
             train_config = ClassifierTrainConfig(**classifier.inputs["train"])
             labels = self.classifier_labels(classifier)
             val_idx, _ = held_out_split(len(labels), train_config)
-            val_idx = val_idx[labels[val_idx] < self.find(classifier.inputs["clusters"]).summary()["n_classes"]]
+            n_targets = self.find(classifier.inputs["clusters"]).summary()["n_classes"]
+            val_idx = val_idx[labels[val_idx] < n_targets]
             x0 = self.images(self.find(classifier.inputs["generation"]))[val_idx]
             timesteps = [int(t) for t in make_scheduler(self.model, config).timesteps]
             generator = torch.Generator().manual_seed(train_config.seed)
-            accuracy = timestep_accuracy(model, x0, labels[val_idx], self.model.scheduler, timesteps, generator)
+            accuracy = timestep_accuracy(
+                model, x0, labels[val_idx], self.model.scheduler, timesteps, generator, n_targets=n_targets
+            )
             return {
                 "timesteps": timesteps,
                 "timestep_accuracy": [finite_or_none(round(a, 4)) for a in accuracy],

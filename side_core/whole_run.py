@@ -24,10 +24,10 @@ class WholeRun:
     against plain sampling (UnCond) with as many samples in all (the pool, then UnCond's own N_G plain
     samples: the pool is itself plain sampling) and with the same wall time.
 
-    Wall time: guided and plain samples cost what the SIDE and UnCond generation stages recorded per
-    sample; the SIDE run is its pool (N_syn plain samples), the surrogate's features, clustering and
-    classifier training (as recorded), and its N_G guided samples. ``n_same_time`` plain samples take
-    as long."""
+    Wall time: a plain and a guided sample cost what ``Run.sampling_cost`` timed side by side; the
+    SIDE run is its pool (N_syn plain samples), the surrogate's features, clustering and classifier
+    training (as their stages recorded), and its N_G guided samples. ``n_same_time`` plain samples
+    take as long."""
 
     n_syn: int
     n_guided: int  # N_G
@@ -94,9 +94,12 @@ def chained_first_hit(first_hits: list[np.ndarray], sizes: list[int]) -> np.ndar
     return chained
 
 
-def whole_run(run: Run, rows: dict[str, MethodResult], pool_score: Stage, extra_score: Stage | None = None) -> WholeRun:
-    """The :class:`WholeRun` of a report's UnCond and SIDE rows and the pool's score stage;
-    ``extra_score``: more plain samples, drawn after UnCond's, to reach the SIDE run's wall time."""
+def whole_run(
+    run: Run, rows: dict[str, MethodResult], pool_score: Stage, cost: Stage, extra_score: Stage | None = None
+) -> WholeRun:
+    """The :class:`WholeRun` of a report's UnCond and SIDE rows, the pool's score stage and the
+    sampling cost stage (``Run.sampling_cost``); ``extra_score``: more plain samples, drawn after
+    UnCond's, to reach the SIDE run's wall time."""
     side, uncond = rows["side"], rows["uncond"]
     n_syn = pool_score.summary()["n_generated"]
     pool_first = run.first_hit(pool_score)
@@ -108,8 +111,8 @@ def whole_run(run: Run, rows: dict[str, MethodResult], pool_score: Stage, extra_
     n_total, n_plain = n_syn + side.n_generated, sum(plain_sizes)
     plain_curve = distinct_curve(chained_first_hit(plain_hits, plain_sizes), n_plain)
 
-    plain_rate = uncond.seconds["generate"] / uncond.n_generated
-    guided_rate = side.seconds["generate"] / side.n_generated
+    rates = cost.summary()
+    plain_rate, guided_rate = rates["plain_per_sample"], rates["guided_per_sample"]
     surrogate = sum(side.seconds.get(k, 0.0) for k in ("features", "clusters", "classifier"))
     side_run = n_syn * plain_rate + surrogate + side.n_generated * guided_rate
     n_same_time = int(side_run / plain_rate) if plain_rate > 0 else n_total
@@ -141,7 +144,8 @@ def whole_run_text(whole: WholeRun) -> str:
     return (
         f"Whole run: the {whole.n_syn}-sample pool plus {whole.n_guided} guided samples ({whole.n_total} in all) "
         f"hold {whole.side} distinct training images (high band); UnCond with {whole.n_total} plain samples "
-        f"{whole.uncond}. A guided sample takes {s['guided_per_sample']:.4f} s, {s['guided_over_plain']}x a plain "
+        f"{whole.uncond}. Timed side by side, "
+        f"a guided sample takes {s['guided_per_sample']:.4f} s, {s['guided_over_plain']}x a plain "
         f"one ({s['plain_per_sample']:.4f} s); with the surrogate's {s['surrogate']:.0f} s the SIDE run takes "
         f"{s['side_run']:.0f} s, as long as {whole.n_same_time} plain samples{extra}: UnCond {same_time}."
     )

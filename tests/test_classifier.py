@@ -13,6 +13,7 @@ from side_core.classifier import (
     classifier_guidance,
     load_classifier,
     save_classifier,
+    timestep_accuracy,
     train_classifier,
 )
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
@@ -33,6 +34,23 @@ def test_accuracy_is_reported_per_timestep_quartile(trained_classifier):
     assert report.chance == 0.5
     assert report.loss_history and report.loss_history[-1][1] < report.loss_history[0][1]
     assert ClassifierReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report  # a stage's summary
+
+
+def test_accuracy_among_the_targets_leaves_the_other_labels_out(bright_dark_model, trained_classifier):
+    """With n_targets, labels past the first n_targets never win the prediction (as a background label
+    that guidance never aims at): among one target, every bright sample is right even at pure noise."""
+    classifier, _ = trained_classifier
+    x0, labels = bright_and_dark()
+    bright = labels == 0
+
+    def accuracy(n_targets):
+        generator = torch.Generator().manual_seed(0)
+        return timestep_accuracy(
+            classifier, x0[bright], labels[bright], bright_dark_model.scheduler, [99, 50, 5], generator, 1, n_targets
+        )
+
+    assert accuracy(1) == [1.0, 1.0, 1.0]
+    assert accuracy(None)[-1] > 0.9 and accuracy(None) == accuracy(2)  # all labels: the plain argmax
 
 
 def test_guidance_moves_samples_toward_the_class(bright_dark_model, trained_classifier):

@@ -121,6 +121,19 @@ def test_whole_run_counts_the_union_of_pool_and_method_copies(run_and_report):
     assert "Whole run" not in markdown_table(report)  # the table stays a table; report.md adds the paragraph
 
 
+def test_whole_run_wall_time_reads_the_side_by_side_timing(run_and_report):
+    """Both rates come from one sampling-cost stage, timed alternately; a stored report reads it again
+    rather than timing anew, so a rerun reports the same seconds."""
+    run, config, report = run_and_report
+    cost = run.sampling_cost(build_surrogate(run, config, ("side",)).classifiers["side"], config.sample)
+    timed = cost.summary()
+    assert timed["rounds"] == 3 and timed["batch"] == config.sample.batch_size
+    assert timed["plain_per_sample"] > 0 and timed["guided_per_sample"] > 0
+    s = report.whole_run.seconds
+    assert (s["plain_per_sample"], s["guided_per_sample"]) == (timed["plain_per_sample"], timed["guided_per_sample"])
+    assert extract(run.reading_only(), config, ("uncond", "side")).whole_run == report.whole_run
+
+
 def test_uncond_at_the_same_wall_time_draws_the_extra_plain_samples(run_and_report):
     run, config, report = run_and_report
     whole = report.whole_run
