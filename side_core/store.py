@@ -233,7 +233,11 @@ class Stage:
             write_json(self.path / INPUTS, self.inputs)
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
-        """Mark the stage finished, recording the size and checksum of every file it holds."""
+        """Mark the stage finished, recording the size and checksum of every file it holds. Temporary
+        files that a killed writer left behind (never read, in no manifest) are removed: every file
+        of the stage is in place by now."""
+        for leftover in [*self.path.glob(".*.tmp"), *self.path.glob("shards/.*.tmp")]:
+            leftover.unlink(missing_ok=True)
         manifest = {name: file_record(self.path / name) for name in self._files()}
         write_json(self.path / DONE, {**(summary or {}), "manifest": manifest})
 

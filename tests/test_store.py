@@ -9,7 +9,7 @@ import torch
 from side_core.config import SampleConfig
 from side_core.models import load_model
 from side_core.pipeline import Run
-from side_core.store import Stage, atomic_path, read_tensors, write_json
+from side_core.store import Stage, atomic_path, read_json, read_tensors, write_json
 
 CONFIG = SampleConfig(num_steps=3, batch_size=4)
 
@@ -58,6 +58,21 @@ def test_interrupted_generation_resumes_and_matches(run, tmp_path):
 
     fresh = Run(tmp_path / "other", run.model)
     torch.testing.assert_close(run.images(done), fresh.images(fresh.generate(10, seed=5, config=CONFIG)))
+
+
+def test_finishing_a_stage_removes_what_a_killed_writer_left(run):
+    """A writer killed between its temporary file and the rename leaves the temporary file behind; the
+    resumed stage finishes without it, and its manifest never named it."""
+    stage = run.stage("generate", {"n": 4, "seed": 1, "sample": CONFIG.to_dict(), "target": None})
+    stage.begin()
+    (stage.path / "shards").mkdir()
+    left = [stage.path / ".summary.json.abc.tmp", stage.path / "shards" / ".00000.safetensors.def.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    done = run.generate(4, seed=1, config=CONFIG)
+    assert done.path == stage.path and done.done
+    assert not any(path.exists() for path in left)
+    assert not [name for name in read_json(done.path / "done.json")["manifest"] if name.endswith(".tmp")]
 
 
 def test_a_shard_another_process_holds_is_waited_for_not_made_twice(run, monkeypatch):
