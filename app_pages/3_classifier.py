@@ -3,7 +3,33 @@
 import streamlit as st
 
 from app_support import figures, forms, jobs, resources, state, views
+from side_core.classifier import ClassifierReport
+from side_core.config import ExtractionConfig, SampleConfig
 from side_core.inspection import class_copies
+from side_core.pipeline import Run, Surrogate
+
+
+def evaluation(found: dict[str, Surrogate], sample: SampleConfig) -> jobs.Work[tuple[dict[str, ClassifierReport], int]]:
+    """Each classifier's held-out accuracy among the target classes at the timesteps of ``sample``'s
+    sampler (Run.evaluation: a stage of its own, which a comparison with that sampler makes too), and
+    the number of held-out samples it is measured on."""
+
+    def make(run: Run, ui: object) -> tuple[dict[str, ClassifierReport], int]:
+        stages = {m: run.evaluation(f.classifiers[m], sample) for m, f in found.items()}
+        reports = {m: found[m].classifier_report(m, stage) for m, stage in stages.items()}
+        return reports, stages["side"].summary()["n_held_out"]
+
+    return jobs.Work("Evaluate the classifiers", len(found) * sample.num_steps, make)
+
+
+def trained_classifiers(run: Run, config: ExtractionConfig) -> dict[str, Surrogate]:
+    """Method -> the surrogate with that classifier, for each one stored."""
+    return {
+        method: found
+        for method in ("side", "cond")
+        if (found := jobs.surrogate(config, (method,)).stored(run)) is not None
+    }
+
 
 st.title("Surrogate classifier")
 st.markdown(
@@ -45,12 +71,13 @@ with views.errors_shown():
     if asked is not None:
         new, methods = asked
         if jobs.do(jobs.surrogate(new, methods), run) is not None:
+            jobs.do(
+                evaluation(trained_classifiers(run, new), new.sample), run
+            )  # seconds: the accuracy is there at once
             state.CONFIG.set(new)
             st.rerun()  # draw the new stages, sidebar included
 
-trained = {  # method -> the surrogate with that classifier, for each one stored
-    method: found for method in ("side", "cond") if (found := jobs.surrogate(config, (method,)).stored(run)) is not None
-}
+trained = trained_classifiers(run, config)
 if "side" not in trained:
     st.info(f"No classifier is stored for these classes at {config.classifier_train.steps} steps: press **Train**.")
     st.stop()
@@ -86,47 +113,60 @@ if report is not None:
         "the pool's near-identical samples instead)."
     )
 
-st.subheader("Held-out accuracy on the target classes, per timestep quartile")
 names = {"side": "SIDE (time-dependent)", "cond": "Cond (time-blind)"}
-reports = {method: found.classifier_report(method) for method, found in trained.items()}
-side = reports["side"]
-cols = st.columns(4)
-cols[0].metric(
-    f"Accuracy, t {side.quartiles[0][0]}-{side.quartiles[0][1]}",
-    f"{side.accuracy[0]:.0%}",
-    f"{side.accuracy[0] / side.chance:.1f}x chance",
-    delta_color="off",
-    delta_arrow="off",
-)
-cols[1].metric("Clean accuracy (t = 0)", f"{side.clean_accuracy:.0%}")
-cols[2].metric(
-    "Chance", f"{side.chance:.1%}", f"1 in {round(1 / side.chance)} labels", delta_color="off", delta_arrow="off"
-)
-cols[3].metric("Training time", f"{trained['side'].seconds('side')['classifier']:.0f} s")
-st.plotly_chart(figures.accuracy_figure(reports, names))
-st.caption(
-    "Top-1 accuracy on held-out class members noised at t drawn inside each quartile (the time-blind classifier gets "
-    "the same x_t without t). At large t, x_t is mostly noise and no classifier can name the class; guidance there "
-    "still nudges the sample, and the faces are decided in the last quartile, where the classifier reads the class "
-    "several times better than chance. The guided page can restrict guidance to a timestep window."
-)
-
-# accuracy at the sampler's own timesteps, where guidance acts: evaluated by a comparison with this sampler
-evaluated = {
-    method: found.classifier_report(method, stage)
-    for method, found in trained.items()
-    if (stage := run.stored(lambda r, f=found, m=method: r.evaluation(f.classifiers[m], config.sample))) is not None
-}
-if evaluated:
-    st.subheader("Held-out accuracy at the sampler's timesteps")
-    st.plotly_chart(figures.sampler_accuracy_figure(evaluated, names))
-    st.caption(
-        f"The {config.sample.num_steps} timesteps of the {config.sample.sampler.upper()} sampler, "
-        "from the first (pure noise) to the last. Accuracy among the target classes: with core labels most samples "
-        "are background, which is left out here, both from the scored samples and from the prediction (guidance "
-        "never aims at it), so only the few repeated samples of each class are scored."
+n_targets = clusters["n_classes"]
+chance = 1 / n_targets
+st.subheader(f"Held-out accuracy among the {n_targets} target classes")
+evaluated = evaluation(trained, config.sample).stored(run)
+if evaluated is None and st.button("Measure accuracy at the sampler's timesteps", icon=":material/speed:"):
+    evaluated = jobs.do(evaluation(trained, config.sample), run)
+if evaluated is None:
+    st.info(
+        f"Accuracy is measured at the {config.sample.num_steps} timesteps of the {config.sample.sampler.upper()} "
+        "sampler, where guidance acts: press the button (seconds). Training and comparing measure it too."
     )
+else:
+    reports, n_held_out = evaluated
+    low, high = reports["side"].quartiles[0]  # the last quarter of sampling, where the faces are decided
+    window = {m: r.timestep_mean(low, high) for m, r in reports.items()}
+    if n_held_out == 0:
+        st.info("No held-out sample carries a target class, so there is no accuracy to show: use more samples.")
+    else:
+        cols = st.columns(4)
+        for col, (method, accuracy) in zip(cols, window.items(), strict=False):
+            col.metric(
+                f"{'SIDE' if method == 'side' else 'Cond'}, t {low}-{high}",
+                f"{accuracy:.0%}",
+                f"{accuracy / chance:.1f}x chance",
+                delta_color="off",
+                delta_arrow="off",
+                help=f"The mean of the chart's {names[method]} points at t {low}-{high} (shaded).",
+            )
+        cols[2].metric("Chance", f"{chance:.1%}", f"1 in {n_targets} classes", delta_color="off", delta_arrow="off")
+        cols[3].metric(
+            "Held-out samples",
+            n_held_out,
+            help="Samples kept out of training that carry a target class: every accuracy here is over them.",
+        )
+        st.plotly_chart(figures.sampler_accuracy_figure(reports, names, chance, (low, high)))
+        side = reports["side"]
+        st.caption(
+            f"Top-1 accuracy at each of the {len(side.timesteps)} timesteps of the {config.sample.sampler.upper()} "
+            f"sampler, from the first (pure noise, t = {side.timesteps[0]}) to the last (t = {side.timesteps[-1]}): "
+            f"the {n_held_out} held-out samples are noised to x_t, and the prediction is the likeliest of the "
+            f"{n_targets} target classes (guidance never aims at the background label, so it is left out of both). "
+            f"Chance is 1 in {n_targets}. The time-blind classifier gets the same x_t without t. At t = "
+            f"{side.timesteps[-1]} SIDE's classifier names the class of {side.timestep_accuracy[-1]:.0%} of them, "
+            f"at the first step {side.timestep_accuracy[0]:.0%}: early on x_t is mostly noise, and guidance there "
+            "only nudges the sample. The guided page can restrict guidance to a timestep window."
+        )
 
 st.subheader("Training loss")
-st.plotly_chart(figures.loss_figure(reports, names))
+trained_reports = {method: found.classifier_report(method) for method, found in trained.items()}
+st.plotly_chart(figures.loss_figure(trained_reports, names))
+st.caption(
+    "Training took "
+    + ", ".join(f"{found.seconds(m)['classifier']:.0f} s ({names[m]})" for m, found in trained.items())
+    + "."
+)
 views.page_link(state.GUIDED_PAGE, "Guide sampling toward a class")

@@ -104,54 +104,44 @@ def band_histogram(train_similarity: np.ndarray, bands: Bands, similarity_name: 
     return figure
 
 
-def accuracy_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
-    """Held-out accuracy per timestep quartile, each bar labelled (0% too), chance drawn, the y axis
-    from 0 to a little above the highest value so that small accuracies stay readable."""
+def sampler_accuracy_figure(
+    reports: dict[str, ClassifierReport], names: dict[str, str], chance: float, window: tuple[int, int]
+) -> go.Figure:
+    """Held-out accuracy among the target classes at each timestep the sampler visits (where guidance
+    acts), t falling left to right as sampling runs; ``chance`` (1 in the number of target classes)
+    drawn, and the timestep ``window`` the page sums up shaded."""
     figure = go.Figure()
-    top = 0.0
-    for method, report in reports.items():
-        accuracy = report.accuracy
-        top = max(top, *accuracy, report.chance)
+    for (method, report), symbol in zip(reports.items(), ("circle", "diamond"), strict=False):
         figure.add_trace(
-            go.Bar(
-                x=[f"t {low}-{high}" for low, high in report.quartiles],
-                y=accuracy,
+            go.Scatter(
+                x=report.timesteps,
+                y=report.timestep_accuracy,
+                mode="lines+markers",
                 name=names[method],
-                text=[f"{a:.0%}" for a in accuracy],
-                textposition="outside",
+                marker={"symbol": symbol},
+                line={"dash": "solid" if symbol == "circle" else "dot"},
+                hovertemplate="t = %{x}: %{y:.0%}<extra>" + names[method] + "</extra>",
             )
         )
-    chance = next(iter(reports.values())).chance
-    figure.add_hline(
-        y=chance, line_dash="dash", annotation_text=f"chance {chance:.0%}", annotation_position="top right"
+    figure.add_vrect(
+        x0=window[0],
+        x1=window[1],
+        fillcolor="grey",
+        opacity=0.12,
+        line_width=0,
+        annotation_text=f"t {window[0]}-{window[1]}",
+        annotation_position="top left",
     )
+    figure.add_hline(
+        y=chance, line_dash="dash", annotation_text=f"chance {chance:.1%}", annotation_position="bottom right"
+    )
+    top = max([chance, *(a for r in reports.values() for a in r.timestep_accuracy if a == a)])
     figure.update_layout(
-        barmode="group",
-        yaxis={"range": [0, min(1.0, top * 1.3 + 0.02)], "tickformat": ".0%", "title": "top-1 accuracy"},
+        xaxis={"title": "sampler timestep t (sampling runs left to right)", "autorange": "reversed"},
+        yaxis={"tickformat": ".0%", "title": "top-1 accuracy among the target classes", "range": [0, top * 1.15]},
         height=340,
-        margin={"t": 20},
-        legend_title=None,
-    )
-    return figure
-
-
-def sampler_accuracy_figure(reports: dict[str, ClassifierReport], names: dict[str, str]) -> go.Figure:
-    """Held-out accuracy at each timestep the sampler visits (where guidance acts), t falling left to
-    right as sampling runs; chance drawn."""
-    figure = go.Figure()
-    for method, report in reports.items():
-        figure.add_trace(
-            go.Scatter(x=report.timesteps, y=report.timestep_accuracy, mode="lines+markers", name=names[method])
-        )
-    chance = next(iter(reports.values())).chance
-    figure.add_hline(
-        y=chance, line_dash="dash", annotation_text=f"chance {chance:.0%}", annotation_position="top right"
-    )
-    figure.update_layout(
-        xaxis={"title": "sampler timestep t", "autorange": "reversed"},
-        yaxis={"tickformat": ".0%", "title": "top-1 accuracy", "rangemode": "tozero"},
-        height=320,
-        margin={"t": 20},
+        margin={"t": 30},
+        legend={"orientation": "h", "y": 1.12},
         legend_title=None,
     )
     return figure

@@ -125,6 +125,11 @@ class ClassifierReport:
             timestep_accuracy=[_nan_if_null(a) for a in d.get("timestep_accuracy", [])],
         )
 
+    def timestep_mean(self, low: int, high: int) -> float:
+        """Mean accuracy over the evaluated sampler timesteps t with low <= t <= high (NaN: none there)."""
+        inside = [a for t, a in zip(self.timesteps, self.timestep_accuracy, strict=True) if low <= t <= high]
+        return float(np.mean(inside)) if inside else float("nan")
+
     def to_dict(self) -> dict:
         """JSON-able; an accuracy over no held-out samples (NaN) is null."""
         return {
