@@ -1,5 +1,5 @@
-"""Heavy work: started only from buttons, run one job at a time per server (queued in order, each
-waiting tab told its place and an estimate), with progress (``views.Progress``, ``views.LiveGrid``)
+"""Heavy work: started only from buttons, run one job at a time per server (queued fairly between
+visitors, each waiting tab told its place and an estimate), with progress (``views.Progress``, ``views.LiveGrid``)
 fed by the engine's callbacks.
 
 A :class:`Work` is one piece of work written once: ``work.stored(run)`` answers "is all of it
@@ -39,36 +39,67 @@ class Ticket:
     title: str
     units: float  # the job's size in its own units (e.g. denoising steps x samples), for the estimate
     owner: str = ""  # the session that queued it (state.SESSION), for the per-session cap
+    visitor: str = ""  # whom it is queued for (access.Access.visitor_key; the owner when empty): turns and cap
     started: float | None = None  # time.monotonic() when it began running
+
+    @property
+    def who(self) -> str:
+        return self.visitor or self.owner
 
 
 @dataclass
 class JobQueue:
-    """This server's heavy jobs, first come first served, one at a time: on a few cores parallel jobs
-    only slow each other down, and the engine's feature hook on the shared UNet wants one caller."""
+    """This server's heavy jobs, one at a time: on a few cores parallel jobs only slow each other down,
+    and the engine's feature hook on the shared UNet wants one caller.
+
+    Turns go round the visitors: the next job is the oldest waiting one of the visitor served least
+    recently (one never served first), so three tabs of one visitor wait behind one job of each
+    other visitor, never hold the queue for everyone."""
 
     condition: threading.Condition = field(default_factory=threading.Condition)
-    tickets: list[Ticket] = field(default_factory=list)  # the running job first, then the waiting ones
+    tickets: list[Ticket] = field(default_factory=list)  # running and waiting, in the order they joined
     history: dict[str, list[float]] = field(default_factory=dict)  # title -> seconds per unit, recent first
+    served: dict[str, int] = field(default_factory=dict)  # visitor -> when their last job started (a count)
 
-    def join(self, title: str, units: float, owner: str = "") -> Ticket:
+    def join(self, title: str, units: float, owner: str = "", visitor: str = "") -> Ticket:
         with self.condition:
-            ticket = Ticket(title, max(units, 1.0), owner)
+            ticket = Ticket(title, max(units, 1.0), owner, visitor)
             self.tickets.append(ticket)
             return ticket
 
-    def queued_units(self, owner: str) -> float:
-        """The units ``owner`` has running or waiting."""
+    def queued_units(self, owner: str | None = None, visitor: str | None = None) -> float:
+        """The units running or waiting for the session ``owner``, or for every session of ``visitor``."""
         with self.condition:
-            return sum(ticket.units for ticket in self.tickets if ticket.owner == owner)
+            return sum(
+                ticket.units
+                for ticket in self.tickets
+                if (owner is None or ticket.owner == owner) and (visitor is None or ticket.who == visitor)
+            )
+
+    def order(self) -> list[Ticket]:
+        """The running job, then the waiting ones in the order they will run (round-robin by visitor)."""
+        with self.condition:
+            running = [ticket for ticket in self.tickets if ticket.started is not None]
+            waiting: dict[str, list[Ticket]] = {}
+            for ticket in self.tickets:
+                if ticket.started is None:
+                    waiting.setdefault(ticket.who, []).append(ticket)
+            # least recently served first; dicts keep insertion order, so ties go by who joined first
+            visitors = sorted(waiting, key=lambda who: self.served.get(who, -1))
+            rounds = max((len(queued) for queued in waiting.values()), default=0)
+            turns = [waiting[who][i] for i in range(rounds) for who in visitors if i < len(waiting[who])]
+            return running + turns
 
     def wait_turn(self, ticket: Ticket, timeout: float) -> bool:
         """True once ``ticket`` runs; False if it still waits after ``timeout`` seconds."""
         with self.condition:
-            self.condition.wait_for(lambda: self.tickets[0] is ticket, timeout)
-            if self.tickets[0] is ticket and ticket.started is None:
+            self.condition.wait_for(lambda: self.order()[0] is ticket, timeout)
+            if self.order()[0] is not ticket:
+                return False
+            if ticket.started is None:
                 ticket.started = time.monotonic()
-            return self.tickets[0] is ticket
+                self.served[ticket.who] = max(self.served.values(), default=-1) + 1
+            return True
 
     def leave(self, ticket: Ticket, finished: bool) -> None:
         with self.condition:
@@ -86,7 +117,8 @@ class JobQueue:
 
     def wait_message(self, ticket: Ticket) -> str:
         with self.condition:
-            ahead = self.tickets[: self.tickets.index(ticket)]
+            order = self.order()
+            ahead = order[: order.index(ticket)]
             now = time.monotonic()
             left: float | None = 0.0
             for other in ahead:
@@ -104,7 +136,7 @@ class JobQueue:
             else "no estimate yet, as no job of that kind has finished on this server"
         )
         return (
-            f"Queued: position {len(ahead) + 1} of {len(self.tickets)} on this server. Ahead of you: "
+            f"Queued: position {len(ahead) + 1} of {len(order)} on this server. Ahead of you: "
             f"'{running.title}'{since}" + (f", and {len(ahead) - 1} more" if len(ahead) > 1 else "") + f"; {when}."
         )
 
@@ -116,15 +148,17 @@ def job_queue() -> JobQueue:
 
 @contextlib.contextmanager
 def _turn(title: str, units: float) -> Iterator[None]:
-    """Wait for this server's earlier jobs (showing the place in the queue), then run the block. A
-    locked visitor's job is first checked against the shared server's caps (app_support.limits)."""
+    """Wait for this visitor's turn (showing the place in the queue), then run the block. A locked
+    visitor's job is first checked against the shared server's caps (app_support.limits)."""
     queue = job_queue()
     owner = state.SESSION.get()
-    caps = access.current().limits
+    visitor = access.current()
+    who = visitor.visitor_key(owner)
+    caps = visitor.limits
     if caps is not None:
         limits.check_run_store(caps, state.read_env().runs)
-        limits.check_work(caps, units, queue.queued_units(owner))
-    ticket = queue.join(title, units, owner)
+        limits.check_work(caps, units, queue.queued_units(owner=owner), queue.queued_units(visitor=who))
+    ticket = queue.join(title, units, owner, who)
     finished = False
     try:
         if not queue.wait_turn(ticket, timeout=0):

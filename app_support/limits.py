@@ -1,11 +1,15 @@
 """Caps that protect a shared server from its locked visitors (app_support.access), on top of the
-ranges every form checks for everyone (app_support.forms): the work one session may have queued, and
-the size of the run store. Each refusal names the cap and the environment variable that raises it.
+ranges every form checks for everyone (app_support.forms): the work one session, and one visitor
+(every tab from one address together), may have queued, and the size of the run store. Each refusal
+names the cap and the environment variable that raises it.
 
 Operator's switches (environment variables):
     SIDE_MAX_SESSION_WORK  work units one session may have queued or running at once (default
                            500000; 0: no cap). A unit is one denoising step of one sample, or one
                            classifier training step: the units the job queue estimates with.
+    SIDE_MAX_VISITOR_WORK  work units one visitor address (all its sessions) may have queued or
+                           running at once (default 500000; 0: no cap). Raise it when the class
+                           reaches the server through one address (a NAT or proxy).
     SIDE_MAX_RUNS_GB       no new job starts while the writable run store holds more (default 5; 0:
                            no cap)
 """
@@ -22,18 +26,21 @@ from app_support.state import env_number
 from side_core.errors import SideError
 
 WORK_VAR = "SIDE_MAX_SESSION_WORK"
+VISITOR_WORK_VAR = "SIDE_MAX_VISITOR_WORK"
 RUNS_VAR = "SIDE_MAX_RUNS_GB"
 GB = 10**9
 # Room for the bundled defaults several times over: generate and cluster 4096 samples x 25 steps =
 # 102,400 units, the comparison at N_G = 256 19,200, each classifier 1,500; what the caps refuse is
 # a click that holds the queue for everyone (65,536 samples is 1.6 million units).
 DEFAULT_SESSION_WORK = 500_000
+DEFAULT_VISITOR_WORK = 500_000  # three tabs of one visitor hold no more of the queue than one
 DEFAULT_RUNS_GB = 5.0
 
 
 @dataclass(frozen=True)
 class Limits:
     session_work: float | None = DEFAULT_SESSION_WORK  # units; None: no cap
+    visitor_work: float | None = DEFAULT_VISITOR_WORK  # units, for every session of one address; None: no cap
     runs_gb: float | None = DEFAULT_RUNS_GB  # None: no cap
 
 
@@ -41,25 +48,34 @@ def read_limits(environ: Mapping[str, str] = os.environ) -> tuple[Limits, tuple[
     work, work_problem = env_number(
         environ, WORK_VAR, default=DEFAULT_SESSION_WORK, example=f"{WORK_VAR}=1000000, or 0 for no cap"
     )
+    visitor, visitor_problem = env_number(
+        environ, VISITOR_WORK_VAR, default=DEFAULT_VISITOR_WORK, example=f"{VISITOR_WORK_VAR}=1000000, or 0 for no cap"
+    )
     runs, runs_problem = env_number(
         environ, RUNS_VAR, default=DEFAULT_RUNS_GB, example=f"{RUNS_VAR}=20, or 0 for no cap"
     )
-    limits = Limits(session_work=work or None, runs_gb=runs or None)  # 0: no cap
-    return limits, tuple(p for p in (work_problem, runs_problem) if p)
+    limits = Limits(session_work=work or None, visitor_work=visitor or None, runs_gb=runs or None)  # 0: no cap
+    return limits, tuple(p for p in (work_problem, visitor_problem, runs_problem) if p)
 
 
-def check_work(limits: Limits, units: float, queued: float = 0.0) -> None:
-    """Refuse a job of ``units`` when, with the ``queued`` units this session already has in the
-    queue, it passes the session cap."""
-    cap = limits.session_work
-    if cap is None or queued + units <= cap:
-        return
-    already = f", on top of the {queued:,.0f} this session already has queued" if queued else ""
-    raise SideError(
-        f"This job is {units:,.0f} units of work (samples x denoising steps, or classifier training steps){already}: "
-        f"one session may queue at most {cap:,.0f} on this shared server ({WORK_VAR}). Ask for fewer samples or "
-        f"steps, or the operator raises {WORK_VAR} (e.g. {WORK_VAR}={2 * cap:.0f}; 0 for no cap)."
-    )
+def check_work(limits: Limits, units: float, session_queued: float = 0.0, visitor_queued: float = 0.0) -> None:
+    """Refuse a job of ``units`` when, with the units already queued (or running), it passes a cap:
+    ``session_queued`` by this session against the session cap, ``visitor_queued`` by every session
+    of this visitor's address (this one included) against the visitor cap."""
+    for cap, queued, who, var in (
+        (limits.session_work, session_queued, "this session", WORK_VAR),
+        (limits.visitor_work, visitor_queued, "your address (all your tabs together)", VISITOR_WORK_VAR),
+    ):
+        if cap is None or queued + units <= cap:
+            continue
+        already = f", on top of the {queued:,.0f} {who} already has queued" if queued else ""
+        one = "one session" if var == WORK_VAR else "one visitor address"
+        raise SideError(
+            f"This job is {units:,.0f} units of work (samples x denoising steps, or classifier training steps)"
+            f"{already}: {one} may queue at most {cap:,.0f} on this shared server ({var}). Wait for your queued "
+            f"jobs to finish, or ask for fewer samples or steps; the operator can raise {var} "
+            f"(e.g. {var}={2 * cap:.0f}; 0 for no cap)."
+        )
 
 
 def folder_bytes(folder: Path) -> int:

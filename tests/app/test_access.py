@@ -147,11 +147,11 @@ def test_the_pickers_offer_named_and_allowed_folders(disk):
 
 def test_the_session_cap_names_its_variable():
     cap = limits.Limits(session_work=1000, runs_gb=None)
-    limits.check_work(cap, 600, queued=400)
+    limits.check_work(cap, 600, session_queued=400)
     with pytest.raises(SideError, match="one session may queue at most 1,000") as err:
-        limits.check_work(cap, 600, queued=401)
+        limits.check_work(cap, 600, session_queued=401)
     assert "on top of the 401" in str(err.value) and "SIDE_MAX_SESSION_WORK=2000" in str(err.value)
-    limits.check_work(limits.Limits(session_work=None), 10**12)
+    limits.check_work(limits.Limits(session_work=None, visitor_work=None), 10**12)
     assert limits.read_limits({"SIDE_MAX_SESSION_WORK": "0"})[0].session_work is None
 
 
