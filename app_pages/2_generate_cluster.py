@@ -1,5 +1,7 @@
 """Generate and cluster: the model's own samples, grouped into surrogate classes (SIDE steps 1-4)."""
 
+import functools
+
 import streamlit as st
 
 from app_support import figures, forms, jobs, resources, state, views
@@ -18,6 +20,7 @@ with views.errors_shown():
     new = forms.surrogate(config)
     if new is not None and jobs.do(jobs.clusters_with_scores(new), run) is not None:
         state.CONFIG.set(new)
+        views.clear_map_selection()  # its ids are of the former samples
         st.rerun()  # draw the new stages, sidebar included
 
 found = jobs.clusters_with_scores(config).stored(run)
@@ -32,10 +35,25 @@ clustering = run.clustering(surrogate.clusters)
 evidence = resources.pool_evidence(run, surrogate)
 
 cols = st.columns(4)
-cols[0].metric("Surrogate classes", f"{clustering.n_classes} of {config.cluster.k}")
-cols[1].metric("Silhouette (cosine)", f"{surrogate.clusters.summary()['silhouette']:.3f}")
-cols[2].metric("Near-copies among samples", scores.n_copies)
-cols[3].metric("Samples", len(clustering.labels))
+cols[0].metric(
+    "Surrogate classes",
+    f"{clustering.n_classes} of {config.cluster.k}",
+    help="The kept clusters, numbered 0 to "
+    f"{clustering.n_classes - 1}, most cohesive first; the others were dropped and their samples are background.",
+)
+cols[1].metric(
+    "Silhouette",
+    f"{surrogate.clusters.summary()['silhouette']:.3f}",
+    help="How much closer samples are to their own cluster than to the next one (cosine; -1 to 1, 0: the "
+    "clusters overlap). Plain samples of a face model overlap a lot; SIDE needs only a few tight classes.",
+)
+cols[2].metric(
+    "Copies",
+    scores.n_copies,
+    help="Samples whose nearest training image is in the high band (a copy). This reads the training set, for "
+    "teaching: an attacker sees only the near-identical samples.",
+)
+cols[3].metric("Samples N_syn", len(clustering.labels))
 
 st.subheader("Map of the samples")
 umap = jobs.umap_map(surrogate, config)
@@ -47,28 +65,35 @@ view = left.segmented_control(
     "Map", views_on_offer, default=views_on_offer[0], required=True, key=f"map_view_{len(views_on_offer)}"
 )
 highlight = views.target_picker(
-    "Class: highlighted in the map, and its most typical members below", evidence, "inspect_class", where=middle
+    "Class: outlined in the map, its samples below",
+    evidence,
+    "inspect_class",
+    where=middle,
+    on_change=views.clear_map_selection,  # a class picked here: its typical members, not the old selection
 )
 if umap_stage is None:
     right.caption("No UMAP map is stored for these samples yet, so PCA is shown (instant).")
     if right.button("Compute UMAP map") and jobs.do(umap, run) is not None:
         st.rerun()
 xy = run.map_points(umap_stage if view == "UMAP" else run.map2d(surrogate.features, "pca", config.seed))
-event = st.plotly_chart(
-    figures.cluster_map(xy, clustering, scores, highlight),
-    on_select="rerun",
+ids = [i for i in views.map_selection() if i < len(clustering.labels)]  # picked under these settings
+st.plotly_chart(
+    figures.cluster_map(xy, clustering, scores, highlight, ids),
+    on_select=functools.partial(views.select_in_map, "cluster_map", "inspect_class", clustering),
     selection_mode=("points", "box", "lasso"),
     key="cluster_map",
 )
 st.caption(
-    "Click a point, or pick the box or lasso tool at the top right of the map and draw, to compare samples with their "
-    "nearest training images below (double-click clears). Diamonds are near-copies (high band); hover names the class."
+    "Click a point, or pick the box or lasso tool at the top right of the map and draw: the selected samples get a "
+    "black ring, the class picker follows them, and they appear below next to their nearest training images. "
+    "Diamonds are copies (nearest training image in the high band); grey points are background; hover names the "
+    "class."
 )
 
 st.subheader("Samples next to their nearest training images")
-ids = views.ids_from_selection(event)
 if ids:
     st.caption(f"Selected in the map: {len(ids)} (up to 12 are shown).")
+    st.button("Clear the selection", on_click=views.clear_map_selection, icon=":material/deselect:")
 else:
     st.caption(f"Nothing selected in the map: the most typical members of class {highlight}.")
     ids = resources.class_representatives(run, surrogate, per_class=6)[highlight].tolist()
@@ -87,7 +112,7 @@ else:
 st.subheader("Clusters")
 st.dataframe(views.cluster_rows(clustering, scores), hide_index=True)
 st.caption(
-    "Cohesion: mean cosine of members to their centroid. Clusters outside the kept fraction are dropped; "
-    "their samples get the background label (or the nearest class). Band columns count members whose "
-    "nearest training image is in that band."
+    "One row per K-means cluster: its class (empty: dropped, its samples are background), its samples, its "
+    "cohesion (the mean cosine of its members' features to their centre: how alike they are) and how many of its "
+    "members have their nearest training image in each band."
 )

@@ -4,6 +4,8 @@ Pure functions from the engine's typed results to figures; the pages lay them ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -26,32 +28,26 @@ def label_name(c: Clustering, label: int) -> str:
     return "background" if label == c.n_classes else f"class {label}"
 
 
-def cluster_map(xy: np.ndarray, c: Clustering, scores: Scored, highlight: int | None = None) -> go.Figure:
-    """The samples' 2-D map coloured by surrogate class (background grey, behind); near-copies are
-    diamonds; ``highlight`` draws one class on top, outlined, and fades the rest. custom_data holds
-    [sample id, K-means cluster, nearest similarity] of every point, for selections."""
+def cluster_map(
+    xy: np.ndarray, c: Clustering, scores: Scored, highlight: int | None = None, selected: Sequence[int] = ()
+) -> go.Figure:
+    """The samples' 2-D map coloured by surrogate class (background grey, behind); copies are
+    diamonds. ``highlight`` draws one class on top, larger and outlined; ``selected`` samples get a
+    black ring on top of everything. Nothing is faded. custom_data holds [sample id, nearest
+    similarity] of every point, for selections."""
     colours = class_colours(c.n_classes)
     groups = []  # (sample ids, trace name, marker)
     if c.background:
-        groups.append((np.flatnonzero(c.labels == c.n_classes), "background", {"color": "lightgrey", "opacity": 0.5}))
+        groups.append((np.flatnonzero(c.labels == c.n_classes), "background", {"color": "lightgrey", "opacity": 0.6}))
     in_class = np.flatnonzero((c.labels < c.n_classes) & (c.labels != (-1 if highlight is None else highlight)))
-    faded = highlight is not None
-    groups.append(
-        (
-            in_class,
-            "surrogate classes",
-            {"color": [colours[c.labels[i]] for i in in_class], "opacity": 0.45 if faded else 0.9},
-        )
-    )
-    if faded:
+    groups.append((in_class, "surrogate classes", {"color": [colours[c.labels[i]] for i in in_class]}))
+    if highlight is not None:
         ids = np.flatnonzero(c.labels == highlight)
-        groups.append(
-            (
-                ids,
-                f"class {highlight}",
-                {"color": colours[highlight], "size": 12, "line": {"width": 1.5, "color": "black"}},
-            )
-        )
+        marker = {"color": colours[highlight], "size": 12, "line": {"width": 1.5, "color": "black"}}
+        groups.append((ids, f"class {highlight}", marker))
+    if len(selected):
+        ring = {"color": "rgba(0,0,0,0)", "size": 24, "opacity": 1.0, "line": {"width": 3, "color": "black"}}
+        groups.append((np.asarray(selected, dtype=np.int64), "selected", {**ring, "symbol": "circle"}))
     figure = go.Figure()
     for ids, name, marker in groups:
         figure.add_trace(
@@ -61,16 +57,19 @@ def cluster_map(xy: np.ndarray, c: Clustering, scores: Scored, highlight: int | 
                 mode="markers",
                 name=name,
                 # Plain lists: numpy arrays travel as typed-array dicts and come back that way in selections.
-                customdata=[[int(i), int(c.kmeans_labels[i]), float(scores.nearest[i])] for i in ids],
-                text=[label_name(c, int(c.labels[i])) for i in ids],
+                customdata=[[int(i), float(scores.nearest[i])] for i in ids],
+                text=[f"{label_name(c, int(c.labels[i]))}{' · a copy' if scores.is_copy[i] else ''}" for i in ids],
                 marker={
                     "size": 8,
+                    "opacity": 0.9,
                     "symbol": ["diamond" if scores.is_copy[i] else "circle" for i in ids],
                     "line": {"width": 0},
                     **marker,
                 },
-                hovertemplate="sample #%{customdata[0]} · %{text}<br>K-means cluster %{customdata[1]}"
-                "<br>nearest training image %{customdata[2]:.3f}<extra></extra>",
+                # Plotly fades what a selection leaves out; the page rings the selection instead.
+                unselected={"marker": {"opacity": 0.9}},
+                hovertemplate="sample #%{customdata[0]} · %{text}<br>nearest training image %{customdata[1]:.3f}"
+                "<extra></extra>",
             )
         )
     figure.update_layout(

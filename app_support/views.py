@@ -172,20 +172,17 @@ def ids_from_selection(event) -> list[int]:
 
 
 def cluster_rows(c: Clustering, scores: Scored) -> list[dict]:
-    """One row per K-means cluster for a table: size, cohesion, surrogate class, members per band."""
+    """One row per K-means cluster for a table: its surrogate class (None: dropped, its samples are
+    background), size, cohesion, members per band; the classes first, then the dropped clusters,
+    most cohesive first. Classes are the only numbering the app shows."""
     counts = band_counts(c.kmeans_labels, scores.nearest, scores.bands, len(c.sizes))
     class_of = {int(k): i for i, k in enumerate(c.kept)}
     rows = []
     for k in range(len(c.sizes)):
-        row = {
-            "cluster": k,
-            "surrogate class": class_of.get(k),
-            "size": int(c.sizes[k]),
-            "cohesion": round(float(c.cohesion[k]), 3),
-        }
+        row = {"class": class_of.get(k), "samples": int(c.sizes[k]), "cohesion": round(float(c.cohesion[k]), 3)}
         row.update({f"{name} band": int(counts[k, BAND_NAMES.index(name)]) for name in reversed(BAND_NAMES)})
         rows.append(row)
-    return sorted(rows, key=lambda r: (r["surrogate class"] is None, r["surrogate class"] or 0, r["cluster"]))
+    return sorted(rows, key=lambda r: (r["class"] is None, r["class"] or 0, -r["cohesion"]))
 
 
 def pool_label(e: PoolEvidence) -> str:
@@ -231,6 +228,28 @@ def majority_class(c: Clustering, ids: list[int]) -> int | None:
     labels = c.labels[ids]
     labels = labels[labels < c.n_classes]
     return int(np.bincount(labels).argmax()) if len(labels) else None
+
+
+MAP_SELECTION = "map_selection"  # the samples picked in the map: kept while the map redraws around them
+
+
+def map_selection() -> list[int]:
+    """The sample ids this session picked in the map (empty: none)."""
+    return list(st.session_state.get(MAP_SELECTION, ()))
+
+
+def select_in_map(chart_key: str, picker_key: str, c: Clustering) -> None:
+    """The map's on_select: keep the picked samples, and point the class picker (``picker_key``) at
+    their class, so that the map highlights it. Redrawn, the map is a new chart with no selection of
+    its own, so the selection lives here and the map rings it."""
+    ids = ids_from_selection(st.session_state.get(chart_key))
+    st.session_state[MAP_SELECTION] = ids
+    if (cls := majority_class(c, ids)) is not None:
+        st.session_state[picker_key] = cls
+
+
+def clear_map_selection() -> None:
+    st.session_state[MAP_SELECTION] = []
 
 
 # -- figures --------------------------------------------------------------------------------------

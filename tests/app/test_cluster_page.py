@@ -1,9 +1,11 @@
 """Page 2, generate and cluster: the button generates and clusters; map, cluster table, and
 samples next to their nearest training images; out-of-range input is refused with a message."""
 
+import json
+
 import numpy as np
 
-from app_support import figures, state
+from app_support import figures, state, views
 from app_support.state import CLUSTER_PAGE
 
 from .helpers import button, captions_of_images, metrics, submit
@@ -22,7 +24,7 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
     assert not at.exception
     assert not at.error
     assert at.session_state[state.CONFIG.name].n_syn == 24
-    assert metrics(at)["Samples"] == "24"
+    assert metrics(at)["Samples N_syn"] == "24"
     assert len(at.get("plotly_chart")) == 1  # the PCA map (no UMAP stored)
     assert any(b.label == "Compute UMAP map" for b in at.button)
     assert len(at.dataframe) == 1
@@ -74,9 +76,8 @@ def test_umap_button_stores_the_map_and_offers_it(open_app, monkeypatch):
     assert not at.exception
 
 
-def test_the_map_lets_a_click_select_and_tells_many_classes_apart():
-    """Plotly sends no click in lasso mode, so the map must open in another drag mode; a palette of
-    100 classes has 100 different colours."""
+def small_map() -> tuple:
+    """12 samples in 3 classes and background (label 3), with scores: a Clustering and a Scored."""
     from side_core.cluster import Clustering
     from side_core.inspection import Scored
     from side_core.metrics import Bands
@@ -92,12 +93,49 @@ def test_the_map_lets_a_click_select_and_tells_many_classes_apart():
         labels=labels,
     )
     similarity = np.linspace(0, 1, n, dtype=np.float32)[:, None]
-    scores = Scored(None, similarity, np.zeros((n, 1), np.int64), Bands.from_thresholds(0.2, 0.5, 0.8))
-    figure = figures.cluster_map(np.random.default_rng(0).normal(size=(n, 2)), c, scores, highlight=1)
+    return c, Scored(None, similarity, np.zeros((n, 1), np.int64), Bands.from_thresholds(0.2, 0.5, 0.8))
+
+
+def test_the_map_lets_a_click_select_rings_the_selection_and_tells_many_classes_apart():
+    """Plotly sends no click in lasso mode, so the map must open in another drag mode; nothing is
+    faded; the highlighted class is outlined and the selection ringed on top; one numbering (classes:
+    no K-means cluster id in the hover); a palette of 100 classes has 100 different colours."""
+    c, scores = small_map()
+    xy = np.random.default_rng(0).normal(size=(12, 2))
+    figure = figures.cluster_map(xy, c, scores, highlight=1, selected=[2, 6])
     assert figure.layout.dragmode not in ("lasso", "select")
     assert not figure.layout.showlegend
-    ids = sorted(int(d[0]) for trace in figure.data for d in trace.customdata)
-    assert ids == list(range(n))  # every sample once, whatever the highlight
-    outlined = figure.data[-1]
+    outlined, ring = figure.data[-2], figure.data[-1]
     assert [int(d[0]) for d in outlined.customdata] == [1, 5, 9]
+    assert [int(d[0]) for d in ring.customdata] == [2, 6] and ring.marker.size >= 2 * outlined.marker.size
+    ids = sorted(int(d[0]) for trace in figure.data[:-1] for d in trace.customdata)
+    assert ids == list(range(12))  # every sample once (the ring aside), whatever the highlight
+    for trace in figure.data:
+        assert trace.unselected.marker.opacity >= 0.9  # a selection fades nothing
+        assert "cluster" not in trace.hovertemplate
     assert len(set(figures.class_colours(100))) == 100
+
+
+def test_a_selection_in_the_map_moves_the_class_picker_and_is_kept(open_app):
+    """A click in the map (the chart's on_select) keeps the picked samples, and the class picker
+    follows them; the redrawn map rings them; clearing goes back to the class's typical members."""
+    import streamlit as st
+
+    c, _ = small_map()
+    st.session_state["chart"] = {"selection": {"points": [{"customdata": [5, 0.4]}, {"customdata": [9, 0.7]}]}}
+    st.session_state["picker"] = 0
+    views.select_in_map("chart", "picker", c)
+    assert views.map_selection() == [5, 9]
+    assert st.session_state["picker"] == 1  # samples 5 and 9 are in class 1
+
+    at = open_app(CLUSTER_PAGE)
+    at.session_state[views.MAP_SELECTION] = [0, 1]
+    at.run()
+    assert not at.exception
+    assert any(c.value.startswith("Selected in the map: 2 ") for c in at.caption)
+    assert len([c for c in captions_of_images(at) if c.startswith("sample #")]) == 2
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [d[0] for d in figure["data"][-1]["customdata"]] == [0, 1]  # ringed
+    button(at, "Clear the selection").click().run()
+    assert not at.exception
+    assert any(c.value.startswith("Nothing selected in the map") for c in at.caption)
