@@ -5,10 +5,16 @@ import streamlit as st
 from app_support import forms, jobs, resources, state, views
 
 st.title("Guided extraction")
+st.markdown(
+    "At every step inside the timestep window the model's noise prediction is shifted along the gradient of the "
+    "surrogate classifier's log-probability of the target class, scaled by the guidance scale λ:"
+)
+st.latex(
+    r"\hat\epsilon = \epsilon_\theta(x_t, t) - \lambda \sqrt{1 - \bar\alpha_t}\;\nabla_{x_t} \log p_\phi(y \mid x_t, t)"
+)
 st.caption(
-    "At every step inside the window the model's noise prediction is shifted along the classifier's gradient: "
-    "eps_hat = eps - λ·sqrt(1 - ᾱ_t)·∇ log p(class | x_t, t). Samples pulled into a small, dense class land on "
-    "memorized training images more often than plain samples from the same seeds."
+    "Samples pulled into a small, dense class land on memorized training images more often than plain samples "
+    "from the same seeds. λ = 0 is plain sampling."
 )
 
 run = resources.require_run()
@@ -37,14 +43,19 @@ with controls:
     # kept while the user is on other pages
     target = views.target_picker("Target class", evidence, state.TARGET.name, persist_state="session")
     chosen = next(e for e in evidence if e.cls == target)
-    cols = st.columns(3)
-    cols[0].metric("Pool samples", chosen.size, help="Plain samples of the pool that fell in this class.")
-    cols[1].metric("Cohesion", f"{chosen.cohesion:.3f}", help="Mean cosine of its samples' features to its centre.")
+    cols = st.columns([0.9, 0.9, 1.2])
+    cols[0].metric("Pool samples", chosen.size, help="Plain samples of the pool (N_syn) that fell in this class.")
+    cols[1].metric(
+        "Cohesion",
+        f"{chosen.cohesion:.3f}",
+        help="The mean cosine of its samples' features to their centre: how alike they are (1: identical).",
+    )
     cols[2].metric(
         "Near-identical",
         f"{chosen.flagged_share:.0%}",
-        help=f"{chosen.flagged} of its {chosen.size} pool samples have a near-identical partner in the pool: "
-        "a model draws what it memorized again and again. No training image is read.",
+        help=f"{chosen.flagged} of its {chosen.size} pool samples have a near-identical partner in the pool (as "
+        "close as the closest 5% of the pool's nearest-neighbour pairs): a model draws what it memorized again "
+        "and again. No training image is read.",
     )
     weakest = evidence[-1]
     left, right = st.columns([1, 2])
@@ -54,14 +65,20 @@ with controls:
     )
     if target != weakest.cls:
         right.button(
-            f"Try a weak class: class {weakest.cls} ({weakest.flagged_share:.0%} near-identical)",
+            f"Try the weakest class ({weakest.cls})",
             on_click=state.TARGET.set,
             args=(weakest.cls,),
-            help="Compare: guidance toward a class whose pool samples never repeat extracts little.",
+            help="The class last in the ranking above, for contrast.",
+        )
+        right.caption(
+            f"Class {weakest.cls}: {weakest.flagged_share:.0%} of its {weakest.size} pool samples near-identical. "
+            "Guidance cannot place samples in a class the classifier cannot recognise: few land in it. Strong "
+            "guidance then pulls them into the model's deepest memorized basins instead, the faces it draws most "
+            "often, so they can still be copies, of a few faces."
         )
     else:
         right.button(
-            f"Back to the best class: class {evidence[0].cls} ({evidence[0].flagged_share:.0%} near-identical)",
+            f"Back to the best class ({evidence[0].cls})",
             on_click=state.TARGET.set,
             args=(evidence[0].cls,),
         )
@@ -87,7 +104,7 @@ with panel:
     cols = st.columns(3)  # two rows of metrics: five in one row cut their labels short
     cols[0].metric(
         f"Landed in class {last.cls}",
-        f"{landed} / {last.n} ({landed / last.n:.0%})",
+        f"{landed} / {last.n}",
         help="Guided samples whose surrogate class, by the pool's features and clustering, is the target: "
         "whether the classifier pulled them where it aimed. No training image is read.",
     )
@@ -97,6 +114,14 @@ with panel:
     cols = st.columns(3)
     cols[0].metric("Similarity, guided", f"{result.guided.nearest.mean():.3f}", help=nearest)
     cols[1].metric("Similarity, unguided", f"{result.plain.nearest.mean():.3f}", help=nearest)
+    faces = views.copied_faces(result.guided)
+    cols[2].metric(
+        "Faces copied, guided",
+        len(faces),
+        help="Distinct training images that the guided copies copy: "
+        + (", ".join(f"train #{i} ({n}x)" for i, n in faces.items()) or "none"),
+    )
+    st.caption(views.guided_reading(last.cls, landed, last.n, faces))
     if hint := forms.steps_hint(last.sample.num_steps):
         st.warning(hint, icon=":material/blur_on:")
     timesteps = sorted(result.guided_frames, reverse=True)

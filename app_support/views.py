@@ -4,6 +4,7 @@ presentation of engine results: every number shown here was computed by ``side_c
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -147,6 +148,31 @@ def show_with_neighbours(
             cell.image(image, caption=f"train #{int(j)} · {sim:.3f} · {neighbours.band(sim)}", width=image.shape[1])
     if n > max_rows:
         st.caption(f"The first {max_rows} of {n} samples are shown.")
+
+
+def copied_faces(scores: Scored) -> dict[int, int]:
+    """Training image -> how many of these samples copy it (nearest in the high band), most first."""
+    counts = Counter(int(i) for i, copy in zip(scores.index[:, 0], scores.is_copy, strict=True) if copy)
+    return dict(counts.most_common())
+
+
+def guided_reading(cls: int, landed: int, n: int, faces: dict[int, int]) -> str:
+    """What a guided generation shows, read from its own numbers: where the samples landed, how many
+    are copies and of how many faces, and, where the numbers show it, what that means."""
+    copies = sum(faces.values())
+    text = f"{landed} of {n} guided samples landed in class {cls}; {copies} of {n} are copies"
+    if faces:
+        top, times = next(iter(faces.items()))
+        text += f", of {len(faces)} training image{'s' if len(faces) > 1 else ''} ({times} of train #{top})"
+    text += "."
+    if 4 * landed <= n and 2 * copies >= n:
+        text += (
+            " Guidance could not place the samples in the class, and strong guidance pulled them into the model's "
+            "deepest memorized basins instead: copies, but of the faces the model draws most anyway."
+        )
+    elif 4 * landed >= 3 * n:
+        text += " The classifier placed them in the class it aimed at."
+    return text
 
 
 def sample_caption(name: str, scores: Scored, i: int) -> str:

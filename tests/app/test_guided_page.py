@@ -46,7 +46,7 @@ def test_weak_class_button_and_reopening_reuse_the_store(open_app, app_env):
     at = open_app(GUIDED_PAGE)
     assert not at.exception
     weak = int(at.selectbox(key=state.TARGET.name).options[-1].split(" ")[1])
-    button(at, next(b.label for b in at.button if b.label.startswith("Try a weak class"))).click().run()
+    button(at, next(b.label for b in at.button if b.label.startswith("Try the weakest class"))).click().run()
     assert at.selectbox(key=state.TARGET.name).value == weak
     at.slider(key="window").set_value((0, 50))  # guide only in the second half of sampling
     submit(at, "Generate", num_steps=5, n=2)
