@@ -1,12 +1,21 @@
 """Second datasets for checking that defaults chosen on the bundled faces hold elsewhere.
 
     python -m benchmarks.datasets fashion-mnist --n 100 --out runs/fashion100/images
+    python -m benchmarks.datasets fashion-mnist --n 1000 --out runs/fashion1k/images \\
+        --repeated 100 --train-out runs/fashion1k/train
 
 Fashion-MNIST comes from Debian's package ``dataset-fashion-mnist`` (``apt-get install
 dataset-fashion-mnist``), which installs the original IDX files under
 /usr/share/datasets/fashion-mnist; the first N training images are written as PNG files, named by
 their index, so that ``python -m side_core train --data OUT`` and ``--data OUT`` for scoring see the
 same set.
+
+With ``--repeated R --train-out TRAIN``, TRAIN holds the same N images plus extra copies of R of
+them, chosen with a fixed seed and repeated 2, 4, 8, 16 or 32 times in all (more images at the lower
+counts, as duplicates are in web data); train on TRAIN and score against OUT, which holds each image
+once. Duplicated images are the ones a model memorizes first (Carlini et al. 2023), so the copies
+give a long tail of memorization strength with a known cause. TRAIN/repeats.json lists every
+repeated image with its count.
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ import numpy as np
 from PIL import Image
 
 from side_core.errors import SideError
-from side_core.store import atomic_path
+from side_core.store import atomic_path, write_json
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+REPEAT_COUNTS = (2, 4, 8, 16, 32)  # copies in all of a repeated image
+REPEAT_SEED = 0
 
 
 def read_idx_images(path: Path) -> np.ndarray:
@@ -34,23 +45,59 @@ def read_idx_images(path: Path) -> np.ndarray:
         return np.frombuffer(f.read(n * h * w), dtype=np.uint8).reshape(n, h, w)
 
 
-def export(images: np.ndarray, out: Path) -> None:
+def repeat_counts(n_images: int, n_repeated: int, seed: int = REPEAT_SEED) -> dict[int, int]:
+    """Image index -> copies in all, for ``n_repeated`` images drawn with ``seed``.
+
+    The number of images at count c falls as 1 / sqrt(c) (largest remainder rounding), so a few
+    images are repeated 32 times and many twice."""
+    if not 0 <= n_repeated <= n_images:
+        raise SideError(f"--repeated {n_repeated} must be between 0 and --n {n_images}.")
+    share = np.array([c**-0.5 for c in REPEAT_COUNTS])
+    share = share / share.sum() * n_repeated
+    per_count = np.floor(share).astype(int)
+    for i in np.argsort(per_count - share)[: n_repeated - per_count.sum()]:
+        per_count[i] += 1
+    chosen = np.random.default_rng(seed).choice(n_images, size=n_repeated, replace=False)
+    counts = np.repeat(REPEAT_COUNTS, per_count)
+    return {int(i): int(c) for i, c in zip(chosen, counts, strict=True)}
+
+
+def export(images: np.ndarray, out: Path, copies: dict[int, int] | None = None) -> int:
+    """Write each image as OUT/{index}.png, and copies 2..c of a repeated one as {index}-{k}.png."""
     out.mkdir(parents=True, exist_ok=True)
+    written = 0
     for i, image in enumerate(images):
-        with atomic_path(out / f"{i:05d}.png") as tmp:
-            Image.fromarray(image, "L").save(tmp, format="PNG")
+        for k in range(1, (copies or {}).get(i, 1) + 1):
+            name = f"{i:05d}.png" if k == 1 else f"{i:05d}-{k:02d}.png"
+            with atomic_path(out / name) as tmp:
+                Image.fromarray(image, "L").save(tmp, format="PNG")
+            written += 1
+    return written
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", choices=("fashion-mnist",))
     p.add_argument("--n", type=int, default=100, help="the first N training images (default 100)")
-    p.add_argument("--out", required=True, help="folder for the PNG files")
+    p.add_argument("--out", required=True, help="folder for the PNG files, each image once (for scoring)")
+    p.add_argument("--repeated", type=int, default=0, help="images given extra copies in --train-out (default 0)")
+    p.add_argument("--train-out", default=None, help="folder for the training files with the copies")
     args = p.parse_args()
     if not FASHION_MNIST.exists():
         raise SystemExit(f"error: {FASHION_MNIST} is missing: apt-get install dataset-fashion-mnist")
-    export(read_idx_images(FASHION_MNIST)[: args.n], Path(args.out))
-    print(f"{args.n} images in {args.out}")
+    if args.repeated and not args.train_out:
+        raise SystemExit("error: --repeated needs --train-out, the folder the copies go to")
+    images = read_idx_images(FASHION_MNIST)[: args.n]
+    export(images, Path(args.out))
+    print(f"{len(images)} images in {args.out}")
+    if args.train_out:
+        copies = repeat_counts(len(images), args.repeated)
+        written = export(images, Path(args.train_out), copies)
+        write_json(
+            Path(args.train_out) / "repeats.json",
+            {"seed": REPEAT_SEED, "n_images": len(images), "n_files": written, "copies": copies},
+        )
+        print(f"{written} training files ({args.repeated} images repeated) in {args.train_out}")
 
 
 if __name__ == "__main__":

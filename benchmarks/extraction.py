@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -72,6 +73,11 @@ def parse_args() -> argparse.Namespace:
         dest="paper",
         action="store_false",
         help="skip the paper's recipe (ResNet classifiers on whole clusters, uniform targets) as rows",
+    )
+    p.add_argument(
+        "--ceiling",
+        default=None,
+        help="the model's ceiling (a benchmarks.ceiling results file), copied into the results as 'ceiling'",
     )
     p.add_argument("--name", default="extraction", help="results base name, e.g. extraction_fashion-mnist")
     add_output_flags(p)
@@ -144,11 +150,32 @@ def whole_run_over_seeds(reports: list[Report]) -> dict:
         "n_same_time": mean([w.n_same_time for w in runs]),
         "uncond_same_time": None if None in same_time else mean(same_time),
         "extra_plain": mean([w.extra_plain for w in runs]),
+        "pool": mean([w.pool for w in runs]),
         "per_seed": [
             {"seed": r.config["seed"], **{k: v for k, v in w.to_json().items() if k != "curves"}}
             for r, w in zip(reports, runs, strict=True)
         ],
     }
+
+
+def beyond_pool_over_seeds(runs: list) -> dict:
+    """Images copied beyond the pool (WholeRun.beyond_pool), means over seeds: by SIDE's guided samples
+    and by the plain samples UnCond draws after the pool at the SIDE run's wall time, and per 1,000."""
+    per_seed = [w.beyond_pool() for w in runs]
+    rates = {m: [b["per_1000"][m] for b in per_seed] for m in ("side", "uncond")}
+    return {
+        "side": mean([b["side"] for b in per_seed]),
+        "uncond": mean([b["uncond"] for b in per_seed]),
+        "per_1000": {m: None if None in r else mean(r) for m, r in rates.items()},
+    }
+
+
+def read_ceiling(path: str | None) -> dict | None:
+    """The ceiling's headline (benchmarks.ceiling's results file), or None without one."""
+    if not path:
+        return None
+    found = json.loads(Path(path).read_text())
+    return {k: found[k] for k in ("plain_n", "plain_distinct", "chao1", "attacker_estimate")} | {"file": path}
 
 
 def add_samples_to_k(summaries: dict[str, dict], k: int) -> dict:
@@ -269,6 +296,26 @@ def table_lines(report: dict, first: Report, made_by: dict) -> list[str]:
             f"{s['surrogate']:.0f} s (features, clustering, classifier) the SIDE run takes as long as "
             f"{whole['n_same_time']} plain samples ({whole['extra_plain']} drawn beyond N_total): {same_time}.",
         ]
+    beyond = report["beyond_pool"]
+    lines += [
+        "",
+        f"Beyond the pool (means over seeds): SIDE's guided samples copied {beyond['side']} images the pool had not "
+        f"({beyond['per_1000']['side']} per 1,000 guided samples); UnCond's plain samples after the pool, at the "
+        f"SIDE run's wall time, {beyond['uncond']} ({beyond['per_1000']['uncond']} per 1,000).",
+    ]
+    reach = report.get("reach")
+    if reach:
+        a, sc = reach["attacker"], reach["scorer"]
+        lines.append(
+            f"Reach of plain sampling from the pool: the attacker estimates {a['estimate']} images from "
+            f"{a['found']} near-identical groups; the scorer's Chao1 is {sc['estimate']} ({sc['found']} copied)."
+        )
+    if report.get("ceiling"):
+        c = report["ceiling"]
+        lines.append(
+            f"Ceiling: {c['plain_n']} plain samples copy {c['plain_distinct']} images (Chao1 {c['chao1']}; "
+            f"attacker estimate from the pool {c['attacker_estimate']})."
+        )
     lines += [
         "",
         "SIDE allocations (means over the same seeds):",
@@ -401,6 +448,8 @@ def main() -> None:
             m: s["mean_landed"] for m, s in {**summaries, **control_summaries}.items() if s["mean_landed"] is not None
         },
         whole_run=whole_run_over_seeds(reports),
+        beyond_pool=beyond_pool_over_seeds([r.whole_run for r in reports]),
+        ceiling=read_ceiling(args.ceiling),
         paper_recipe={
             m: {
                 "ams_high": s["mean_ams_high"],

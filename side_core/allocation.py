@@ -129,6 +129,17 @@ def core_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.n
     return np.where(np.asarray(partner) >= 0, labels, n_classes).astype(np.int64)
 
 
+def unfound_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:
+    """(N,) int64 "unfound" labels, the complement of :func:`core_labels`: a class keeps its pool
+    samples with no near-identical partner, and the samples the pool already repeats (images the attacker
+    has found) become background, so that guidance toward a class also steers away from what was found."""
+    labels = np.asarray(labels, dtype=np.int64)
+    unfound = np.where(np.asarray(partner) >= 0, n_classes, labels).astype(np.int64)
+    if not (unfound < n_classes).any():
+        raise SideError("Every pool sample in a class has a near-identical partner: nothing is left unfound to aim at.")
+    return unfound
+
+
 def near_identical_groups(partner: np.ndarray) -> np.ndarray:
     """(N,) int64 group of each sample (-1: no near-identical partner): samples linked through
     near-identical partners share a group."""

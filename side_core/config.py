@@ -27,8 +27,11 @@ ALLOCATIONS = ("flagged", "uniform", "stratified")
 # features at (x_t, t) (side_core.unet_head); "resnet", the paper's ResNet trained from scratch.
 CLASSIFIERS = ("unet-head", "resnet")
 # What the classifier learns: "core", each kept cluster's pool samples that have a near-identical
-# partner in the pool (everything else background); "clusters", every member of each kept cluster.
-LABELS = ("core", "clusters")
+# partner in the pool (everything else background); "clusters", every member of each kept cluster;
+# "unfound", each kept cluster's pool samples with no near-identical partner (the repeated ones background).
+LABELS = ("core", "clusters", "unfound")
+# The labels drawn from the pool's near-identical pairs (they need its pool stage).
+POOL_LABELS = ("core", "unfound")
 # Where a time-dependent classifier's training timesteps are drawn: "sampler", the sampler's own
 # timesteps (where guidance acts); "uniform", all training timesteps (the paper).
 TRAIN_TIMESTEPS = ("sampler", "uniform")

@@ -54,6 +54,30 @@ class WholeRun:
         """Distinct training images (high band) among the pool and UnCond's plain samples."""
         return self.uncond_curve[-1]
 
+    @property
+    def pool(self) -> int:
+        """Distinct training images (high band) the pool alone copies."""
+        return self.side_curve[self.n_syn - 1] if self.n_syn else 0
+
+    def beyond_pool(self) -> dict[str, Any]:
+        """Training images copied beyond the pool: by SIDE's N_G guided samples, and by the plain
+        samples UnCond draws after the pool in the SIDE run's wall time (with N_G of them where that
+        time was not counted), with each as a rate per 1,000 samples drawn after the pool."""
+        if self.uncond_same_time is not None:
+            n_plain, uncond = self.n_same_time - self.n_syn, self.uncond_same_time - self.pool
+        else:
+            n_plain, uncond = self.n_guided, self.uncond - self.pool
+        side = self.side - self.pool
+        return {
+            "side": side,
+            "uncond": uncond,
+            "samples": {"side": self.n_guided, "uncond": n_plain},
+            "per_1000": {
+                "side": round(1000 * side / self.n_guided, 2),
+                "uncond": round(1000 * uncond / n_plain, 2) if n_plain > 0 else None,
+            },
+        }
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> WholeRun:
         return cls(
@@ -79,6 +103,8 @@ class WholeRun:
             "n_same_time": self.n_same_time,
             "uncond_same_time": self.uncond_same_time,
             "extra_plain": self.extra_plain,
+            "pool": self.pool,
+            "beyond_pool": self.beyond_pool(),
         }
 
 
@@ -137,15 +163,24 @@ def whole_run(
 def whole_run_text(whole: WholeRun) -> str:
     """The whole SIDE run against UnCond, in one paragraph (report.md, the CLI)."""
     s = whole.seconds
+    drawn = whole.n_total + whole.extra_plain
     same_time = (
-        f"{whole.uncond_same_time} distinct" if whole.uncond_same_time is not None else "not counted (too many samples)"
+        f"UnCond {whole.uncond_same_time} distinct"
+        if whole.uncond_same_time is not None
+        else f"UnCond at that time is not counted, since only {drawn} plain samples were drawn"
     )
     extra = f", {whole.extra_plain} of them drawn beyond N_total" if whole.extra_plain > 0 else ""
+    beyond = whole.beyond_pool()
+    rate = beyond["per_1000"]
+    uncond_rate = "-" if rate["uncond"] is None else f"{rate['uncond']:.1f}"
     return (
         f"Whole run: the {whole.n_syn}-sample pool plus {whole.n_guided} guided samples ({whole.n_total} in all) "
         f"hold {whole.side} distinct training images (high band); UnCond with {whole.n_total} plain samples "
         f"{whole.uncond}. Timed side by side, "
-        f"a guided sample takes {s['guided_per_sample']:.4f} s, {s['guided_over_plain']}x a plain "
+        f"a guided sample takes {s['guided_per_sample']:.4f} s, {s['guided_over_plain']:.2f}x a plain "
         f"one ({s['plain_per_sample']:.4f} s); with the surrogate's {s['surrogate']:.0f} s the SIDE run takes "
-        f"{s['side_run']:.0f} s, as long as {whole.n_same_time} plain samples{extra}: UnCond {same_time}."
+        f"{s['side_run']:.0f} s, as long as {whole.n_same_time} plain samples{extra}: {same_time}. "
+        f"Beyond the pool's {whole.pool} images: the guided samples copied {beyond['side']} more "
+        f"({rate['side']:.1f} per 1,000), the {beyond['samples']['uncond']} plain samples after the pool "
+        f"{beyond['uncond']} ({uncond_rate} per 1,000)."
     )

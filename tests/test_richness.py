@@ -1,0 +1,68 @@
+"""Richness estimates (how many images sampling reaches) and the labels that steer away from what the
+pool already found."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from side_core.allocation import core_labels, unfound_labels
+from side_core.errors import SideError
+from side_core.richness import attacker_reach, chao1, frequency_counts, missing_mass, scorer_reach
+
+
+def draws(p: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """(n,) species drawn with probabilities p (the last entry: 'no copy', returned as -1)."""
+    picked = np.random.default_rng(seed).choice(len(p), size=n, p=p)
+    return np.where(picked == len(p) - 1, -1, picked)
+
+
+def test_chao1_and_missing_mass_follow_their_formulas():
+    counts = np.array([5, 3, 2, 2, 1, 1, 1, 0])
+    assert frequency_counts(counts)[:4].tolist() == [0, 3, 2, 1]
+    assert chao1(counts) == pytest.approx(7 + 3 * 3 / (2 * 2))
+    assert missing_mass(counts) == pytest.approx(3 / 15)
+    assert chao1(np.array([1, 1, 3])) == pytest.approx(3 + 2 * 1 / 2)  # no doubletons: the bias-corrected form
+    assert missing_mass(np.zeros(4, dtype=int)) == 0.0
+
+
+def test_scorer_chao1_reaches_past_what_was_seen_toward_the_truth():
+    """200 images of unequal memorization strength, a sample copies one 10% of the time: a few thousand
+    samples see fewer images than exist, and Chao1 lands closer to the 200 than what was seen."""
+    rng = np.random.default_rng(0)
+    strength = rng.lognormal(0, 1, size=200)
+    p = np.append(0.1 * strength / strength.sum(), 0.9)
+    copied = draws(p, 4000, seed=1)
+    reach = scorer_reach(copied, len(copied))
+    assert reach.found == len(np.unique(copied[copied >= 0])) < 200
+    assert abs(reach.estimate - 200) < abs(reach.found - 200)
+    assert reach.new_per_1000 == pytest.approx(1000 * (np.bincount(copied[copied >= 0]) == 1).sum() / 4000)
+
+
+def test_the_attacker_sees_only_repeats_and_still_estimates_the_reach():
+    """Groups are the images drawn twice or more (what near-identical samples show); the images drawn once
+    are invisible, yet the estimate from f2 and f3 comes near the scorer's Chao1 on the same draws."""
+    rng = np.random.default_rng(3)
+    strength = rng.lognormal(0, 0.7, size=150)
+    p = np.append(0.15 * strength / strength.sum(), 0.85)
+    copied = draws(p, 3000, seed=4)
+    counts = np.bincount(copied[copied >= 0], minlength=150)
+    groups = np.where(counts[np.maximum(copied, 0)] >= 2, copied, -1)  # a once-drawn image shows no group
+    attacker = attacker_reach(groups)
+    assert attacker.found == int((counts >= 2).sum())
+    assert attacker.estimate > attacker.found
+    assert attacker.estimate == pytest.approx(chao1(counts), rel=0.3)
+    assert attacker.new_per_1000 == pytest.approx(1000 * 2 * (counts == 2).sum() / 3000)
+    assert attacker_reach(np.full(10, -1)).estimate == 0
+
+
+def test_unfound_labels_are_the_complement_of_core_labels():
+    labels = np.array([0, 0, 1, 1, 2, 3, 3])  # 3 kept classes; 3 is background
+    partner = np.array([1, 0, -1, -1, -1, 6, 5])
+    core, unfound = core_labels(labels, 3, partner), unfound_labels(labels, 3, partner)
+    assert core.tolist() == [0, 0, 3, 3, 3, 3, 3]
+    assert unfound.tolist() == [3, 3, 1, 1, 2, 3, 3]
+    in_class = labels < 3
+    assert ((core < 3) ^ (unfound < 3) == in_class).all()  # each class member is in exactly one of the two
+    with pytest.raises(SideError, match="nothing is left unfound"):
+        unfound_labels(np.array([0, 1]), 2, np.array([1, 0]))
