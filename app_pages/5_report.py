@@ -53,7 +53,9 @@ else:
         st.subheader("The whole SIDE run against UnCond")
         st.caption(
             "What a user gets from all SIDE drew: the N_syn plain samples of its pool, then its N_G guided samples, "
-            "against plain sampling with as many samples (the same pool, then UnCond's) and with the same wall time."
+            "against plain sampling with as many samples (the same pool, then UnCond's) and with the same wall time. "
+            "Both runs start with the same pool, so their curves coincide up to the dashed line: UnCond is the wide, "
+            "light line under SIDE's."
         )
         st.plotly_chart(figures.whole_run_figure(report.whole_run))
         st.caption(whole_run_text(report.whole_run))
@@ -61,7 +63,7 @@ else:
     st.subheader("Best extractions")
     st.caption(
         "Each image is a pair: a generated sample (left) and its nearest training image (right), distinct training "
-        "images, best first."
+        "images, best first; each caption gives the similarity and its band (a copy: high)."
     )
     pairs = resources.report_pairs(run, report)
     scale = views.scale_for(run.model.size, 96)
@@ -80,8 +82,17 @@ else:
     report_json, report_csv, pairs_zip = resources.report_files(run, report)
     cols = st.columns(3)
     cols[0].download_button("Report (JSON)", report_json, "side_report.json", "application/json")
-    cols[1].download_button("Table (CSV)", report_csv, "side_report.csv", "text/csv")
-    cols[2].download_button("Image pairs (ZIP)", pairs_zip, "side_extractions.zip", "application/zip")
+    cols[1].download_button(
+        "Table (CSV)", report_csv, "side_report.csv", "text/csv", help="The table above, Filter's row included."
+    )
+    cols[2].download_button(
+        "Copies, high band (ZIP)",
+        pairs_zip,
+        "side_copies_high_band.zip",
+        "application/zip",
+        help="Each method's best distinct extractions in the high band (up to 16), as sample | training image PNGs "
+        "named method/rank_simS_trainI.png. Pairs below the high band are left out.",
+    )
 
 st.subheader("Guidance-scale sweep")
 with views.errors_shown():

@@ -187,20 +187,34 @@ def class_copies_figure(
 
 
 def sweep_figure(points: list[SweepPoint]) -> go.Figure:
+    """AMS and UMS (mid and high band) and the distinct faces (bars, right axis) at each guidance
+    scale; the scales are evenly spaced categories, so every bar is whole, and the right axis ends
+    above the highest bar, whose count is written on it."""
     figure = go.Figure()
-    x = [p.scale for p in points]
+    x = [f"{p.scale:g}" for p in points]
     for band in ("high", "mid"):
         figure.add_trace(go.Scatter(x=x, y=[p.ams[band] for p in points], name=f"AMS {band} (%)"))
         figure.add_trace(go.Scatter(x=x, y=[p.ums[band] for p in points], name=f"UMS {band} (%)", line_dash="dot"))
-    figure.add_trace(go.Bar(x=x, y=[p.distinct for p in points], name="distinct (high)", yaxis="y2", opacity=0.3))
+    distinct = [p.distinct for p in points]
+    figure.add_trace(
+        go.Bar(
+            x=x,
+            y=distinct,
+            name="distinct training images (high)",
+            yaxis="y2",
+            opacity=0.3,
+            text=distinct,
+            textposition="outside",
+        )
+    )
     figure.update_layout(
-        xaxis_title="guidance scale λ",
+        xaxis={"title": "guidance scale λ", "type": "category"},
         yaxis={"title": "percent of N_G", "rangemode": "tozero"},
         yaxis2={
             "title": "distinct training images (high)",
             "overlaying": "y",
             "side": "right",
-            "rangemode": "tozero",
+            "range": [0, max(distinct, default=0) * 1.25 + 1],
             "tickmode": "auto",  # its own ticks (whole faces), not the percent axis's
             "showgrid": False,
         },
@@ -213,11 +227,20 @@ def sweep_figure(points: list[SweepPoint]) -> go.Figure:
 
 def whole_run_figure(whole: WholeRun) -> go.Figure:
     """Distinct training images (high band) against samples drawn: the SIDE run (its pool, then its
-    guided samples) and UnCond (the same pool, then plain samples), and UnCond at the SIDE run's wall time."""
+    guided samples) and UnCond (the same pool, then plain samples), and UnCond at the SIDE run's wall
+    time. The two runs share the pool, so their curves coincide up to it: UnCond is drawn wide and
+    light under SIDE's narrow line, so both stay visible where they overlap."""
     x = list(range(1, whole.n_total + 1))
     figure = go.Figure()
-    figure.add_trace(go.Scatter(x=x, y=whole.side_curve, name="SIDE run: pool, then guided samples"))
-    figure.add_trace(go.Scatter(x=x, y=whole.uncond_curve, name="UnCond: pool, then plain samples", line_dash="dot"))
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=whole.uncond_curve,
+            name="UnCond: pool, then plain samples",
+            line={"width": 7, "color": "rgba(255, 127, 14, 0.45)"},
+        )
+    )
+    figure.add_trace(go.Scatter(x=x, y=whole.side_curve, name="SIDE run: pool, then guided samples", line={"width": 2}))
     if whole.uncond_same_time is not None:
         figure.add_trace(
             go.Scatter(
@@ -229,7 +252,10 @@ def whole_run_figure(whole: WholeRun) -> go.Figure:
             )
         )
     figure.add_vline(
-        x=whole.n_syn + 0.5, line_dash="dash", annotation_text="guided samples begin", annotation_position="top left"
+        x=whole.n_syn + 0.5,
+        line_dash="dash",
+        annotation_text="the shared pool ends, guided samples begin",
+        annotation_position="top left",
     )
     figure.update_layout(
         xaxis_title="samples drawn",

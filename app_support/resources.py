@@ -158,11 +158,21 @@ def _report_pairs(_run: Run, _report: Report, text: str, n: int) -> dict[str, Pa
 
 
 def report_files(run: Run, report: Report) -> tuple[str, str, bytes]:
-    """(report JSON, table CSV, ZIP of best-extraction pairs as PNGs), made once per report."""
+    """(report JSON, the table as CSV, ZIP of each method's copies as PNG pairs: its best distinct
+    extractions in the high band, up to 16), made once per report."""
     text = report_json(report)
     return text, *_report_downloads(run, report, text)
 
 
+def copies_only(pairs: Pairs, high: float) -> Pairs:
+    """The pairs whose similarity is in the high band (at least ``high``): copies."""
+    keep = pairs.similarity >= high
+    rows = torch.from_numpy(keep)
+    return Pairs(pairs.generated[rows], pairs.training[rows], pairs.similarity[keep], pairs.train_index[keep])
+
+
 @st.cache_data(max_entries=8, show_spinner="Preparing the downloads...")
 def _report_downloads(_run: Run, _report: Report, text: str) -> tuple[str, bytes]:
-    return report_csv(_report), pairs_zip(report_pairs(_run, _report, n=16))
+    high = _report.bands.high[0]
+    copies = {method: copies_only(p, high) for method, p in report_pairs(_run, _report, n=16).items()}
+    return report_csv(_report), pairs_zip(copies)

@@ -158,18 +158,42 @@ class Report:
         return out
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat row per method (the CSV's): n_generated, ams_*, ums_*, p95, distinct_high."""
-        return [
-            {
-                "method": method,
-                "n_generated": m.n_generated,
-                **{f"ams_{b}": m.ams[b] for b in BAND_NAMES},
-                **{f"ums_{b}": m.ums[b] for b in BAND_NAMES},
-                "p95": m.p95,
-                "distinct_high": m.distinct,
-            }
-            for method, m in self.methods.items()
-        ]
+        """The table, one flat row per method and then Filter's (the CSV's, and what
+        :func:`markdown_table` formats): n_generated, ams_*, ums_*, p95, distinct_high, then the
+        honest accounting: drawn_in_all (every sample the method drew: the guided ones first drew the
+        N_syn pool), distinct_per_1000_drawn, landed_in_target_percent (guided rows) and, for Filter,
+        flagged (pool samples with a near-identical partner). A value a row does not have is None."""
+        rows = []
+        for method, m in self.methods.items():
+            drawn = m.cost or m.n_generated
+            rows.append(
+                {
+                    "method": method,
+                    "n_generated": m.n_generated,
+                    **{f"ams_{b}": m.ams[b] for b in BAND_NAMES},
+                    **{f"ums_{b}": m.ums[b] for b in BAND_NAMES},
+                    "p95": m.p95,
+                    "distinct_high": m.distinct,
+                    "drawn_in_all": drawn,
+                    "distinct_per_1000_drawn": round(1000 * m.distinct / drawn, 1),
+                    "landed_in_target_percent": None if m.landed is None else round(100 * m.landed),
+                    "flagged": None,
+                }
+            )
+        pool = self.extra.get("filter")
+        if pool:
+            distinct = len(pool["extracted"])
+            rows.append(
+                {
+                    **dict.fromkeys(rows[0] if rows else ()),
+                    "method": "filter",
+                    "distinct_high": distinct,
+                    "drawn_in_all": pool["n_generated"],
+                    "distinct_per_1000_drawn": round(1000 * distinct / pool["n_generated"], 1),
+                    "flagged": pool["flagged"],
+                }
+            )
+        return rows
 
 
 def method_result(
@@ -234,11 +258,9 @@ def build_report(
 
 
 def markdown_table(report: Report | dict) -> str:
-    """The AMS/UMS table (percent), p95 and distinct extractions, one row per method; then the
-    honest accounting: every sample each method drew (the guided ones first drew the N_syn pool),
-    the share of guided samples that landed in their target class, and the Filter baseline on that
-    pool, where the report has it."""
-    report = Report.of(report)
+    """The table of :meth:`Report.rows` (AMS/UMS in percent, p95, distinct extractions, every sample
+    each method drew, distinct per 1,000 drawn, the share of guided samples that landed in their
+    target class, and the Filter baseline on the pool, where the report has it); '-': no value."""
     head = (
         ["method", "N_G"]
         + [f"AMS {b}" for b in BAND_NAMES]
@@ -246,22 +268,17 @@ def markdown_table(report: Report | dict) -> str:
         + ["p95", "distinct (high)", "samples drawn in all", "distinct per 1,000 drawn", "landed in target"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    blank = ["-"] * (2 * len(BAND_NAMES) + 1)
-    for method, m in report.methods.items():
-        cells = [method, str(m.n_generated)]
-        cells += [f"{m.ams[b]:.2f}" for b in BAND_NAMES] + [f"{m.ums[b]:.2f}" for b in BAND_NAMES]
-        cost = m.cost or m.n_generated
-        cells += [f"{m.p95:.3f}", str(m.distinct), str(cost), f"{1000 * m.distinct / cost:.1f}"]
-        cells.append("-" if m.landed is None else f"{100 * m.landed:.0f}%")
+    for row in Report.of(report).rows():
+
+        def cell(key: str, form: str = "{}", row: dict = row) -> str:
+            return "-" if row[key] is None else form.format(row[key])
+
+        n_g = f"{row['flagged']} flagged" if row["flagged"] is not None else cell("n_generated")
+        cells = [row["method"], n_g]
+        cells += [cell(f"{metric}_{b}", "{:.2f}") for metric in ("ams", "ums") for b in BAND_NAMES]
+        cells += [cell("p95", "{:.3f}"), cell("distinct_high"), cell("drawn_in_all")]
+        cells += [cell("distinct_per_1000_drawn", "{:.1f}"), cell("landed_in_target_percent", "{}%")]
         lines.append("| " + " | ".join(cells) + " |")
-    pool = report.extra.get("filter")
-    if pool:
-        distinct = len(pool["extracted"])
-        lines.append(
-            "| "
-            + " | ".join(["filter", f"{pool['flagged']} flagged", *blank, str(distinct)])
-            + f" | {pool['n_generated']} | {1000 * distinct / pool['n_generated']:.1f} | - |"
-        )
     return "\n".join(lines)
 
 

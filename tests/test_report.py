@@ -96,8 +96,11 @@ def test_report_round_trip_rows_and_files(tiny_run, tiny_extraction):
         report.methods["side"].ams,
     )
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
-    assert [r["method"] for r in rows] == list(METHODS)
+    assert [r["method"] for r in rows] == [*METHODS, "filter"]  # the screen's table, Filter's row too
     assert float(rows[2]["ams_high"]) == report.methods["side"].ams["high"]
+    assert int(rows[2]["drawn_in_all"]) == config.n_syn + 4 and int(rows[0]["drawn_in_all"]) == 4
+    assert rows[0]["landed_in_target_percent"] == "" and rows[2]["landed_in_target_percent"] != ""
+    assert int(rows[3]["flagged"]) == report.extra["filter"]["flagged"] and rows[3]["ams_high"] == ""
 
     pairs = best_pairs(tiny_run, report, n=3)
     for method, p in pairs.items():

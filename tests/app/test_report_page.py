@@ -1,6 +1,7 @@
 """Page 5, report: UnCond vs Cond vs SIDE at equal N_G, best extractions as unbroken pairs,
 downloads, and the sweep with a caption read from its own numbers."""
 
+import csv
 import io
 import json
 import zipfile
@@ -12,6 +13,7 @@ from app_support.state import REPORT_PAGE, CompareRequest
 from side_core.data import load_training_set
 from side_core.models import load_model
 from side_core.pipeline import METHODS, Run
+from side_core.report import markdown_table
 
 from .helpers import APP, TIMEOUT, TINY, button, submit
 
@@ -39,7 +41,7 @@ def test_compare_sweep_and_downloads(open_app):
     ), [c.value[:60] for c in at.caption]
 
     downloads = at.get("download_button")
-    assert [d.proto.label for d in downloads] == ["Report (JSON)", "Table (CSV)", "Image pairs (ZIP)"]
+    assert [d.proto.label for d in downloads] == ["Report (JSON)", "Table (CSV)", "Copies, high band (ZIP)"]
 
 
 def test_bad_scales_show_an_error(open_app):
@@ -52,7 +54,9 @@ def test_bad_scales_show_an_error(open_app):
 
 
 def test_download_contents(tiny_model_dir, tiny_data_dir, tiny_store, tmp_path):
-    """The downloads hold the report, one CSV row per method, and PNG pairs per method."""
+    """The downloads hold what the screen shows: the report; the table as CSV, Filter's row and the
+    drawn-in-all, per-1,000 and landed columns included, cell for cell; and PNG pairs per method,
+    each of them a copy (the high band)."""
     run = Run(
         tmp_path,
         load_model(tiny_model_dir, "cpu"),
@@ -66,10 +70,24 @@ def test_download_contents(tiny_model_dir, tiny_data_dir, tiny_store, tmp_path):
     report_json, report_csv, pairs = resources.report_files(run, report)
     assert set(json.loads(report_json)["methods"]) == set(METHODS)
     assert "ratios" in json.loads(report_json)
-    assert len(report_csv.strip().splitlines()) == 1 + len(METHODS)
+    rows = list(csv.DictReader(io.StringIO(report_csv)))
+    assert [r["method"] for r in rows] == [*METHODS, "filter"]
+    screen = [line.strip("| ").split(" | ") for line in markdown_table(report).splitlines()[2:]]
+    for row, shown in zip(rows, screen, strict=True):
+        assert shown[0] == row["method"]
+        assert shown[-4:] == [
+            row["distinct_high"],
+            row["drawn_in_all"],
+            f"{float(row['distinct_per_1000_drawn']):.1f}",
+            f"{row['landed_in_target_percent']}%" if row["landed_in_target_percent"] else "-",
+        ]
     names = zipfile.ZipFile(io.BytesIO(pairs)).namelist()
-    assert {n.split("/")[0] for n in names} == set(METHODS)
-    assert all(n.endswith(".png") for n in names)
+    assert all(n.endswith(".png") and n.split("/")[0] in METHODS for n in names)
+    high = report.bands.high[0]
+    assert all(float(n.split("_sim")[1].split("_")[0]) >= round(high, 3) for n in names)
+    best = resources.report_pairs(run, report, n=16)
+    for method, p in best.items():  # every copy among the best pairs, and nothing else
+        assert sum(n.startswith(f"{method}/") for n in names) == int((p.similarity >= high).sum())
 
 
 def test_opens_on_the_comparison_and_sweep_prepare_stored(monkeypatch, tmp_path):
