@@ -10,7 +10,9 @@ import streamlit as st
 from app_support import access, jobs, resources, state, views
 from side_core.errors import SideError
 
-st.set_page_config(page_title="SIDE Explorer", page_icon=":material/face_retouching_off:", layout="wide")
+# A local image, not a Material or emoji icon: Streamlit fetches those favicons from the web, and the
+# app must paint offline. Four of the bundled training faces.
+st.set_page_config(page_title="SIDE Explorer", page_icon=str(state.PROJECT / "app_support" / "icon.png"), layout="wide")
 env = state.read_env()  # cheap: read on every run, so a test can change it
 resources.configure_torch(env.threads)
 state.init_state(env)
@@ -41,7 +43,7 @@ visitor = access.current()
 views.sidebar(env, config, stored, visitor)
 
 # bad environment values: named, with the fix; the app runs on defaults
-for problem in (*env.problems, *visitor.policy.problems):
+for problem in visitor.problems(env.problems):  # a locked visitor gets one notice, no server details
     st.error(problem, icon=":material/error:")
 with views.errors_shown():  # bad input the page did not catch itself is still a message, never a traceback
     page.run()

@@ -10,9 +10,10 @@ from side_core.whole_run import whole_run_text
 
 st.title("Report")
 st.markdown(
-    "The paper's comparison at the same budget N_G, model and sampler: **UnCond** (plain sampling), **Cond** "
-    "(guidance by a time-blind classifier) and **SIDE** (the time-dependent classifier). AMS: percent of samples "
-    "whose nearest training image is in a band; UMS: distinct training images reached in that band, per sample."
+    "The paper's comparison at the same budget N_G (samples generated per method), model and sampler: **UnCond** "
+    "(plain sampling), **Cond** (guidance by a time-blind classifier) and **SIDE** (the time-dependent "
+    "classifier). AMS: percent of samples whose nearest training image is in a band; UMS: distinct training "
+    "images reached in that band, as a percent of N_G. A **copy** is a sample in the high band."
 )
 
 run = resources.require_run()
@@ -43,7 +44,9 @@ else:
     st.caption(
         "AMS and UMS in percent of N_G; bands: "
         + ", ".join(f"{name} ≥ {low:.3f}" for name, (low, _) in report.bands.items())
-        + f" ({report.similarity['name']} similarity). Distinct: training images with a sample in the high band."
+        + f" ({report.similarity['name']} similarity). Distinct: training images with a sample in the high band. "
+        "Samples drawn in all: N_G, plus the N_syn pool for Cond and SIDE; filter: the pool's near-identical "
+        "samples, no guidance. Landed: guided samples the pool's clustering puts in the class they were aimed at."
     )
     st.caption(views.ratio_text(report))
     if landed := views.landed_text(report):

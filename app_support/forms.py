@@ -100,7 +100,13 @@ def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
     features = ("pixels", "unet")
     with st.form("generate"):
         cols = st.columns(5)
-        n_syn = cols[0].number_input("Samples N_syn", value=config.n_syn, step=64, key="n_syn")
+        n_syn = cols[0].number_input(
+            "Samples N_syn",
+            value=config.n_syn,
+            step=64,
+            help="The pool: plain samples of the model that SIDE draws first and clusters into classes.",
+            key="n_syn",
+        )
         feature = cols[1].selectbox(
             "Feature",
             features,
@@ -109,14 +115,17 @@ def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
             "mid-block activations.",
             key="feature",
         )
-        k = cols[2].number_input("Clusters K", value=config.cluster.k, step=1, key="k")
+        k = cols[2].number_input(
+            "Clusters K", value=config.cluster.k, step=1, help="K-means clusters of the pool.", key="k"
+        )
         keep_top = cols[3].slider(
             "Kept fraction",
             0.05,
             1.0,
             float(config.cluster.keep_top),
             step=0.05,
-            help="the most cohesive clusters kept as surrogate classes, as a fraction of K",
+            help="The most cohesive clusters kept as surrogate classes, as a fraction of K (cohesion: the mean "
+            "cosine of a cluster's samples to its centre).",
             key="keep_top",
         )
         unkept = cols[4].selectbox(

@@ -355,5 +355,17 @@ def sidebar(env: state.Env, config: ExtractionConfig, stored: dict[str, bool] | 
                     for name, ok in stored.items()
                 )
             )
-        st.caption(f"Run store: `{shown_path(env.runs)}` (+ read-only `{shown_path(env.store)}`)")
+        if visitor.shows_server_paths():  # a locked visitor learns nothing of the server's folders
+            st.caption(f"Run store: `{shown_path(env.runs)}` (+ read-only `{shown_path(env.store)}`)")
         st.caption(f"{':material/lock:' if visitor.locked else ':material/lock_open:'} {visitor.reason}")
+        with st.expander("Glossary", icon=":material/menu_book:"):
+            st.markdown(glossary())
+
+
+GLOSSARY = state.PROJECT / "docs" / "glossary.md"
+
+
+@st.cache_data(show_spinner=False)
+def glossary() -> str:
+    """docs/glossary.md, the one list of the app's terms, without its title (the expander has one)."""
+    return GLOSSARY.read_text(encoding="utf-8").split("\n", 1)[1]

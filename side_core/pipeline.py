@@ -121,10 +121,10 @@ def build_surrogate(
     """SIDE steps 1-5: generate N_syn plain samples, embed, cluster, train the classifiers of the
     guided ``methods`` (GUIDED); the shuffled-label control's permutation is drawn from the surrogate seed."""
     check_extraction(run, config)
-    say(f"generating {config.n_syn} plain samples to cluster")
+    say(f"{config.n_syn} plain samples to cluster")
     plain = replace(config.sample, guidance_scale=0.0)
     synthetic = run.generate(config.n_syn, config.synthetic_seed, plain, progress=sample_progress)
-    say(f"embedding ({config.cluster.feature}) and clustering (K={config.cluster.k}, {config.cluster.keep_rule})")
+    say(f"features ({config.cluster.feature}) and clusters (K={config.cluster.k}, {config.cluster.keep_rule})")
     features = run.features(synthetic, config.cluster.feature)
     clusters = run.cluster(features, config.cluster)
     pool = run.pool(features)
@@ -178,7 +178,7 @@ def extract(
     rows, evaluations = {}, {}
     for method in methods:
         target = surrogate.target(method) if method in GUIDED else None
-        say(f"{method}: generating {config.n_samples} samples")
+        say(f"{method}: {config.n_samples} samples")
         generation = run.generate(config.n_samples, config.seed, config.sample, target, progress=sample_progress)
         score = run.score(generation)
         # what the method drew in all: the guided ones first drew the N_syn pool
@@ -190,11 +190,12 @@ def extract(
         rows[method] = method_result(generation, score, cost, surrogate.seconds(method) if target else {}, landed)
         row = rows[method]
         say(f"{method}: AMS high {row.ams['high']:.1f}%  UMS high {row.ums['high']:.1f}%  distinct {row.distinct}")
-    whole = None
+    whole = sampling_cost = None
     if pool_filter is not None and {"uncond", "side"} <= set(rows):
-        cost = run.sampling_cost(surrogate.classifiers["side"], config.sample)
-        whole = whole_run_of(run, config, rows, run.find(pool_filter.inputs["score"]), cost, max_extra_plain, say)
-    return build_report(run, config, rows, surrogate, pool_filter, evaluations, whole)
+        sampling_cost = run.sampling_cost(surrogate.classifiers["side"], config.sample)
+        pool_score = run.find(pool_filter.inputs["score"])
+        whole = whole_run_of(run, config, rows, pool_score, sampling_cost, max_extra_plain, say)
+    return build_report(run, config, rows, surrogate, pool_filter, evaluations, whole, sampling_cost)
 
 
 def whole_run_of(
@@ -216,7 +217,7 @@ def whole_run_of(
     extra_seed = MAX_SEED - config.seed
     if extra_seed == config.synthetic_seed:
         raise SideError(f"seed = {config.seed}: its extra plain samples would repeat the pool's; use another seed.")
-    say(f"uncond at the SIDE run's wall time: generating {extra} more plain samples")
+    say(f"uncond at the SIDE run's wall time: {extra} more plain samples")
     plain = replace(config.sample, guidance_scale=0.0)
     return whole_run(run, rows, pool_score, cost, run.score(run.generate(extra, extra_seed, plain)))
 
@@ -235,7 +236,7 @@ def guidance_sweep(
     surrogate = build_surrogate(run, config, (method,), say)
     points = []
     for scale, sample_config in zip(scales, sample_configs, strict=True):
-        say(f"scale {scale:g}: generating {config.n_samples} samples")
+        say(f"scale {scale:g}: {config.n_samples} samples")
         generation = run.generate(
             config.n_samples, config.seed, sample_config, surrogate.target(method), progress=sample_progress
         )
@@ -259,7 +260,7 @@ def prepare(
         say(f"{method} map of the features")
         run.map2d(surrogate.features, method, config.seed)
     if run.data is not None:
-        say("scoring the synthetic samples against the training set")
+        say("scores of the synthetic samples against the training set")
         run.score(surrogate.synthetic)
         extract(run, config, METHODS, say, sample_progress, classifier_progress)
     return surrogate

@@ -49,7 +49,7 @@ from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve
 from side_core.models import LoadedModel
 from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
 from side_core.sampling import SampleProgress, make_scheduler, sample, validate
-from side_core.stages import Sharding, StageMissing, Stages, fill_shards, read_shards
+from side_core.stages import Sharding, StageMissing, Stages, read_shards
 from side_core.store import Stage, finite_or_none, read_array, read_tensors, stage_key, write_array, write_tensors
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class Run:
     ):
         # Finished stages in read_only_roots are used in place (e.g. the precomputed run in assets/);
         # anything new is written under root.
-        self.stages = Stages(root, read_only_roots)
+        self.stages = Stages(root, read_only_roots, str(model.device))
         self.model = model
         self.data = data
         self.similarity = make_similarity(similarity, sscd_path, device=model.device)
@@ -129,7 +129,7 @@ class Run:
         progress: Callable[[SampleProgress], None] | None = None,
     ) -> Stage:
         """Generate ``n`` samples in shards of ``config.batch_size``, shard i from its own seed and,
-        for a guided generation, aimed at ``target.classes`` (side_core.stages.fill_shards: processes
+        for a guided generation, aimed at ``target.classes`` (side_core.stages.Stages.fill: processes
         sharing the store split the shards, an interrupted generation resumes)."""
         validate(self.model, config, n)
         check_seed(seed)
@@ -174,7 +174,7 @@ class Run:
                 tensors[f"frame_{t:04d}"] = frame
             return tensors
 
-        return fill_shards(stage, sharding, make_shard)
+        return self.stages.fill(stage, sharding, make_shard)
 
     def sampling_cost(self, classifier: Stage, config: SampleConfig, rounds: int = 3) -> Stage:
         """What a plain and a classifier-guided sample cost on this machine, timed side by side: in

@@ -56,3 +56,21 @@ def test_bad_environment_values_are_named_and_the_app_runs_on(open_app, monkeypa
     assert any(e.startswith("SIDE_THREADS='-2' is not a positive whole number") for e in errors), errors
     assert metrics(at)["Image size"] == "1 x 8 x 8"  # all 12 training images, default threads
     assert any(c.value.startswith("12 images") for c in at.caption)
+
+
+def test_the_sidebar_glossary_defines_every_term_the_readme_names(open_app):
+    """One glossary (docs/glossary.md), shown in the sidebar on every page, defining each term the
+    README's pointer to it names, and each term once."""
+    import re
+
+    from app_support import views
+
+    at = open_app()
+    (expander,) = [e for e in at.sidebar.expander if e.label == "Glossary"]
+    text = expander.markdown[0].value
+    assert text == views.glossary().strip()
+    readme = (views.GLOSSARY.parents[1] / "README.md").read_text(encoding="utf-8")
+    named = re.search(r"Every term \(([^)]*)\)", readme.replace("\n", " ")).group(1)
+    defined = re.findall(r"\*\*([^*]+)\*\*", text)
+    for term in [t.strip() for t in named.split(",") if t.strip() != "..."]:
+        assert defined.count(term) == 1, term
