@@ -9,13 +9,18 @@ Environment (all optional; the defaults open the bundled model and the precomput
     SIDE_RUNS    writable run store (default: runs/app in the project folder)
     SIDE_STORE   read-only precomputed run store (default: assets/store)
     SIDE_THREADS torch CPU threads (default: all cores but one, at most 4; see resources.configure_torch)
+    SIDE_SCRIPT_TIMES  a file to which every script run appends how long it took (timed_script_run;
+                 benchmarks.load reads it: what the server spends per session)
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -169,3 +174,31 @@ def default_target(ranked: list[int]) -> None:
     """Aim at the first of the ranked classes unless this session aims at one of them already."""
     if TARGET.get() not in ranked:
         TARGET.set(ranked[0])
+
+
+SCRIPT_TIMES_VAR = "SIDE_SCRIPT_TIMES"
+
+
+@contextlib.contextmanager
+def timed_script_run(environ: Mapping[str, str] = os.environ) -> Iterator[None]:
+    """Time the script run inside the block, start to end, when SIDE_SCRIPT_TIMES names a file: one JSON
+    line ``{"session", "start", "seconds"}`` is appended to it per run (``session``: Streamlit's id of
+    the browser session; ``start``: Unix time), also for a run that a rerun, st.stop or an error ends.
+    Without the variable it does nothing."""
+    path = environ.get(SCRIPT_TIMES_VAR)
+    if not path:
+        yield
+        return
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()  # read now: after st.stop, Streamlit calls in the block's end would stop too
+    session = context.session_id if context is not None else ""
+    start, started = time.time(), time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        line = json.dumps({"session": session, "start": round(start, 4), "seconds": round(seconds, 4)}) + "\n"
+        # one write of one short line in append mode: lines of runs in parallel sessions never interleave
+        with open(path, "a") as times:
+            times.write(line)

@@ -13,11 +13,14 @@ bundled model, with the precomputed store and an empty writable run store. Then:
    Each waiting tab's reported place in the queue is read off its page as it changes, and its
    **generate time** runs from the click to its results.
 
-Writes ``load.json``: sessions, first_paint_s and generate_s as {p50, p95, max}, errors (sessions
-that saw an exception or timed out, with what happened), the server's peak resident memory, and per
-generator the queue positions it was shown, whether they were right (a tab shown place p is the
-p-th to finish, as the queue is first come first served), and whether it finished within p times
-the single job's time plus 50%. Traffic goes to 127.0.0.1 only; the server is stopped at the end.
+Writes ``load.json``: sessions, first_paint_s and generate_s as {p50, p95, max}; server_script_s,
+what the server itself spends per session: each session's first script run, start to end, as the
+app timed it (``SIDE_SCRIPT_TIMES``, app_support.state.timed_script_run), which the browsers'
+own work does not enter; errors (sessions that saw an exception or timed out, with what happened),
+the server's peak resident memory, and per generator the queue positions it was shown, whether they
+were right (a tab shown place p is the p-th to finish: every session comes from this machine, one
+visitor, whose jobs the queue serves first come first served), and whether it finished within p
+times the single job's time plus 50%. Traffic goes to 127.0.0.1 only; the server is stopped at the end.
 By default one session opens the app before the class does (as the teacher would, to check it);
 ``--cold`` skips that.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import re
 import shutil
@@ -88,6 +92,19 @@ def summary(values: list[float]) -> dict[str, float | None]:
     ordered = sorted(values)
     p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
     return {"p50": round(statistics.median(ordered), 2), "p95": round(p95, 2), "max": round(ordered[-1], 2)}
+
+
+def first_script_runs(lines: list[str], since: float) -> list[float]:
+    """Seconds of each session's first script run that started at or after ``since`` (Unix time), from
+    the lines the app appended to SIDE_SCRIPT_TIMES (one JSON object per run); a session whose first
+    run started earlier (the warm-up visit) is left out."""
+    first: dict[str, dict] = {}
+    for line in lines:
+        if line.strip():
+            run = json.loads(line)
+            if run["session"] not in first or run["start"] < first[run["session"]]["start"]:
+                first[run["session"]] = run
+    return [run["seconds"] for run in first.values() if run["start"] >= since]
 
 
 def check_precomputed() -> None:
@@ -165,7 +182,8 @@ async def guarded(session: Session, step: str, work) -> None:
         session.errors.append(f"{step}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
 
-async def drive(url: str, args: argparse.Namespace) -> list[Session]:
+async def drive(url: str, args: argparse.Namespace) -> tuple[list[Session], float]:
+    """The sessions, and when (Unix time) the class began to open the app, after the warm-up visit."""
     from playwright.async_api import async_playwright
 
     sessions = [Session(i) for i in range(args.sessions)]
@@ -183,6 +201,7 @@ async def drive(url: str, args: argparse.Namespace) -> list[Session]:
             for s in sessions:
                 context = await browsers[s.index % n_browsers].new_context(viewport={"width": 1400, "height": 1000})
                 tabs.append((s, await context.new_page()))
+            class_opens = time.time()
             await asyncio.gather(*(guarded(s, "first paint", first_paint(pg, url, s)) for s, pg in tabs))
             await asyncio.gather(
                 *(
@@ -208,7 +227,7 @@ async def drive(url: str, args: argparse.Namespace) -> list[Session]:
         finally:
             for browser in browsers:
                 await browser.close()
-    return sessions
+    return sessions, class_opens
 
 
 def queue_report(generators: list[Session]) -> tuple[list[dict], float | None]:
@@ -257,17 +276,23 @@ def main() -> None:
 
     runs = Path(tempfile.mkdtemp(prefix="side-load-runs-"))
     log_path = runs.parent / f"{runs.name}.log"
+    script_times = runs.parent / f"{runs.name}.times"
     started = time.perf_counter()
     try:
         with app_server(
-            {"SIDE_MODEL": "default", "SIDE_DATA": "default", "SIDE_RUNS": str(runs)},
+            {
+                "SIDE_MODEL": "default",
+                "SIDE_DATA": "default",
+                "SIDE_RUNS": str(runs),
+                "SIDE_SCRIPT_TIMES": str(script_times),
+            },
             address=HOST,
             log_path=log_path,
             start_timeout_s=START_TIMEOUT_S,
         ) as server:
             memory = MemoryWatch(server.pid)
             memory.start()
-            sessions = asyncio.run(drive(server.url, args))
+            sessions, class_opens = asyncio.run(drive(server.url, args))
             memory.stopped.set()
     except ServerDidNotStart as err:
         raise SystemExit(f"error: {err}") from None
@@ -275,6 +300,13 @@ def main() -> None:
         shutil.rmtree(runs, ignore_errors=True)
     server_log = log_path.read_text()
     log_path.unlink(missing_ok=True)
+    script_runs = first_script_runs(script_times.read_text().splitlines() if script_times.exists() else [], class_opens)
+    script_times.unlink(missing_ok=True)
+    if not script_runs:
+        raise SystemExit(
+            f"error: the server recorded no script run in {script_times}: app.py must run its script inside "
+            "app_support.state.timed_script_run(), which appends each run's time to SIDE_SCRIPT_TIMES."
+        )
 
     generators = sessions[: args.generators]
     rows, single = queue_report(generators)
@@ -287,6 +319,8 @@ def main() -> None:
         "sessions": args.sessions,
         "first_paint_s": summary([s.first_paint_s for s in sessions if s.first_paint_s is not None]),
         "generate_s": summary([s.generate_s for s in generators if s.generate_s is not None]),
+        "server_script_s": summary(script_runs),
+        "server_script_sessions": len(script_runs),
         "errors": len(errors),
         "error_details": errors,
         "jobs_done": sum(s.generate_s is not None for s in generators),
@@ -307,12 +341,14 @@ def main() -> None:
             "request": "the guided page's default request (8 samples toward the top class), one seed per generator",
             "first_paint": "goto until the model's facts ('Image size') are visible",
             "generate": "click on Generate until the results heading is visible",
+            "server_script": "each session's first script run on the server, start to end, as the app timed it",
         },
     }
     write_json(out / "load.json", {**provenance(), **results})
     print(
         f"{args.sessions} sessions: first paint p50 {results['first_paint_s']['p50']} s, p95 "
-        f"{results['first_paint_s']['p95']} s; generate p50 {results['generate_s']['p50']} s, p95 "
+        f"{results['first_paint_s']['p95']} s; server script run p50 {results['server_script_s']['p50']} s, p95 "
+        f"{results['server_script_s']['p95']} s; generate p50 {results['generate_s']['p50']} s, p95 "
         f"{results['generate_s']['p95']} s; {results['jobs_done']}/{len(generators)} jobs done; "
         f"{results['errors']} errors; server peak {results['server_rss_mib_max']} MiB -> {out / 'load.json'}"
     )

@@ -3,7 +3,8 @@
     python -m benchmarks.scale                          # 1 and 2 CPU processes, 1 thread each
     python -m benchmarks.scale --device cuda --processes 1,2,4,8 --batch 512 --out-dir runs/scale-gpu
 
-Each process count is launched for real (``torchrun --nproc_per_node N``) one after the other in
+Each process count is launched for real (``python -m torch.distributed.run --nproc_per_node N``, torchrun
+run by this interpreter, so no ``torchrun`` on PATH is needed) one after the other in
 this one run, and every process runs the engine's own code: ``Run.generate`` (plain, then guided by
 a classifier) splitting shards between processes, ``train_classifier`` with DDP, and ``search``
 splitting query rows; walls are taken between barriers. Then, in a fresh single process per N_G, the
@@ -193,15 +194,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(args: argparse.Namespace, n: int, store: Path, result: Path) -> dict:
-    command = [
-        "torchrun", "--nproc_per_node", str(n), "--master_port", str(free_port()), "-m", "benchmarks.scale",
+def worker_command(args: argparse.Namespace, n: int, store: Path, result: Path) -> list[str]:
+    """The command that launches ``n`` worker processes: torchrun run by this interpreter, so it works
+    from a virtual environment that is not on PATH."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_port", str(free_port()),
+        "-m", "benchmarks.scale",
         "--worker", "--result", str(result), "--store", str(store), "--model", args.model, "--device", args.device,
         "--batch", str(args.batch), "--steps", str(args.steps), "--n-generate", str(args.n_generate),
         "--n-guided", str(args.n_guided), "--classifier-steps", str(args.classifier_steps),
         "--classifier-batch", str(args.classifier_batch), "--n-queries", str(args.n_queries),
         "--n-train", str(args.n_train), "--dim", str(args.dim),
     ]  # fmt: skip
+
+
+def launch(args: argparse.Namespace, n: int, store: Path, result: Path) -> dict:
+    command = worker_command(args, n, store, result)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -315,7 +323,7 @@ def main() -> None:
                 for k, v in vars(args).items()
                 if k not in ("worker", "memory_probe", "whole", "result", "store", "n_g")
             },
-            "launcher": "torchrun --nproc_per_node N",
+            "launcher": "python -m torch.distributed.run --nproc_per_node N",
             "load_average_at_start": load_at_start,  # 1, 5, 15 minutes: other work on the machine
             "load_average_at_end": os.getloadavg(),
         },

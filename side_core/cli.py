@@ -95,13 +95,25 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     )
     add_flag(p, "--data", "default", "training images to score against: 'default' (bundled faces) or an image folder")
     p.add_argument("--n-data", type=int, default=None, help="keep the first N training images (default: all)")
+    reuse = (
+        "stages made here are written there; finished stages are reused from it and, unless --fresh, from the "
+        "bundled store assets/store, which holds the bundled default model's stages (the log says which stage "
+        "was reused from where, and which was made)"
+    )
     if report:
         p.add_argument("--out", required=True, help="report folder (report.json, report.md, extractions.png)")
-        p.add_argument("--store", default=None, help="run store folder (default OUT/store); finished stages are reused")
-    else:
         p.add_argument(
-            "--store", required=store is None, default=store, help="run store folder; finished stages are reused"
+            "--store", default=None, help=f"run store folder (default OUT/store, made when a stage is made): {reuse}"
         )
+    else:
+        p.add_argument("--store", required=store is None, default=store, help=f"run store folder: {reuse}")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore the bundled store: every stage is made under the run store, on this machine, so every timing "
+        "in the report is measured here (a new --out or --store makes all of them anew; stages already finished "
+        "in the run store are reused, so an interrupted run resumes)",
+    )
     add_flag(p, "--n-samples", d.n_samples, "N_G, samples per method", type=int)
     add_flag(p, "--n-syn", d.n_syn, "plain samples clustered into surrogate classes", type=int)
     add_flag(p, "--feature", c.feature, "clustering feature", choices=("unet", "pixels", "sscd"))
@@ -125,8 +137,8 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         "--allocation",
         d.allocation,
         "how guided samples are spread over the classes: in proportion to each class's share of pool samples "
-        "with a near-identical partner (flagged), uniform draws (the paper), or stratified rounds that aim at every "
-        "class once per round",
+        "with a near-identical partner (flagged), uniform draws (the paper), stratified rounds that aim at every "
+        "class once per round, or in proportion to each class's Good-Turing chance of a new find (missing)",
         choices=ALLOCATIONS,
     )
     add_flag(
@@ -141,7 +153,8 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         "--labels",
         d.labels,
         "what the classifier learns: each class's pool samples with a near-identical partner, the rest "
-        "background (core), or every member of each kept cluster (clusters, the paper)",
+        "background (core), every member of each kept cluster (clusters, the paper), or each class's pool samples "
+        "without such a partner, so that guidance steers away from images the pool already repeats (unfound)",
         choices=LABELS,
     )
     recipes = ", ".join(f"{name} {recipe.steps}" for name, recipe in CLASSIFIER_RECIPES.items())
@@ -229,11 +242,17 @@ def open_run(args: argparse.Namespace, store: str | Path):
     from side_core.models import load_model
     from side_core.pipeline import BUNDLED_STORE, Run
 
+    is_bundled = BUNDLED_STORE.resolve() == Path(store).resolve()
+    if args.fresh and is_bundled:
+        raise SideError(
+            f"--fresh ignores the bundled store, but --store {store} is the bundled store: give another --store "
+            "to make every stage anew, or leave out --fresh to add to the bundled store."
+        )
     model = load_model(args.model, args.device)
     data = load_training_set(args.data, model.channels, model.size, args.n_data)
     bands = Bands.from_thresholds(*args.bands) if args.bands else None
-    # Stages already in the bundled store (same model and inputs) are reused in place.
-    read_only = (BUNDLED_STORE,) if BUNDLED_STORE.resolve() != Path(store).resolve() else ()
+    # Stages already in the bundled store (same model and inputs) are reused in place, unless --fresh.
+    read_only = () if args.fresh or is_bundled else (BUNDLED_STORE,)
     return Run(store, model, data, args.similarity, args.sscd, bands, read_only_roots=read_only)
 
 

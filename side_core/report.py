@@ -5,7 +5,7 @@ training images.
 The JSON shape of a report (report.json; scripts read it) is ``{"model", "data",
 "similarity": {name, preprocessing, bands}, "methods": {method: {n_generated, ams, ums, p95,
 extracted, seconds, generation, score, cost, landed}}, "config", "clusters", "classifiers", "filter",
-"whole_run", "ratios"}``; ``extract`` returns a :class:`Report` (:func:`build_report`), which is
+"whole_run", "timings", "ratios"}``; ``extract`` returns a :class:`Report` (:func:`build_report`), which is
 written to and read from that shape only at the file boundary. The whole run's accounting is
 side_core.whole_run; the pairs, pictures and per-class views a person inspects, side_core.inspection.
 """
@@ -216,6 +216,56 @@ def method_result(
     )
 
 
+def timing_sources(run: Run, stages: dict[str, Stage]) -> dict[str, dict[str, Any]]:
+    """Where and when each timing of a report was measured: for each timed stage (by what it timed),
+    its folder, the store that holds it and whether that store is read-only (the bundled one, whose
+    stages were made elsewhere), and ``made``: the host, CPU, device, threads, torch and time
+    (UTC) the stage recorded when it was made (side_core.stages.made_here), or None for a stage made
+    before stages recorded them."""
+    return {
+        what: {
+            "stage": stage.path.name,
+            "store": str(stage.path.parent),
+            "read_only": stage.path.parent != run.root,
+            "made": stage.summary().get("made"),
+        }
+        for what, stage in stages.items()
+    }
+
+
+def timings_text(timings: dict[str, dict[str, Any]]) -> list[str]:
+    """report.md's lines on where and when its timings were measured, stages of one machine and store
+    together."""
+    groups: dict[tuple, list[str]] = {}
+    times: dict[tuple, list[str]] = {}
+    for what, source in timings.items():
+        made = source["made"]
+        machine = None
+        if made is not None:
+            machine = (made["host"], made["cpu"], made["cores"], made["threads"], made["device"], made["torch"])
+        key = (source["store"], source["read_only"], machine)
+        groups.setdefault(key, []).append(what)
+        if made is not None:
+            times.setdefault(key, []).append(made["at"])
+    lines = []
+    for (store, read_only, machine), names in groups.items():
+        where = f"the read-only store `{store}`" if read_only else f"the run store `{store}`"
+        if machine is None:
+            told = f"reused from {where}, which does not record where or when they were measured"
+        else:
+            host, cpu, cores, threads, device, torch_version = machine
+            stamps = [at.replace("T", " ").replace("+00:00", " UTC") for at in times[(store, read_only, machine)]]
+            first, last = min(stamps), max(stamps)
+            when = f"at {first}" if first == last else f"between {first} and {last}"
+            verb = "reused from" if read_only else "stored in"
+            told = (
+                f"measured on `{host}` ({cpu}, {cores} cores, {threads} torch thread{'s' * (threads != 1)}, "
+                f"device {device}, torch {torch_version}) {when}, {verb} {where}"
+            )
+        lines.append(f"- {', '.join(names)}: {told}.")
+    return lines
+
+
 def build_report(
     run: Run,
     config: ExtractionConfig,
@@ -224,13 +274,25 @@ def build_report(
     pool_filter: Stage | None = None,
     evaluations: dict[str, Stage] | None = None,
     whole: WholeRun | None = None,
+    sampling_cost: Stage | None = None,
 ) -> Report:
     """An extraction's report: what was run (model, training set, similarity and its bands, settings),
     each method's row, the surrogate's clusters and classifiers behind the guided rows (with each
     classifier's evaluation at the sampler's timesteps, ``Run.evaluation``), the Filter baseline on the
-    surrogate's pool (``Run.filter``): what SIDE adds is what it extracts beyond it, and the whole run."""
+    surrogate's pool (``Run.filter``): what SIDE adds is what it extracts beyond it, the whole run, and
+    where and when each timing was measured (``timings``: :func:`timing_sources`; ``sampling_cost``
+    is the stage that timed a plain and a guided sample side by side)."""
     clusters = classifiers = None
     evaluations = evaluations or {}
+    timed: dict[str, Stage] = {}
+    if sampling_cost is not None:
+        timed["the side-by-side timing of a plain and a guided sample"] = sampling_cost
+    if surrogate is not None:
+        timed |= {"pool samples": surrogate.synthetic, "features": surrogate.features, "clusters": surrogate.clusters}
+        timed |= {f"{m} classifier": stage for m, stage in surrogate.classifiers.items()}
+    for method, row in methods.items():
+        if row.generation is not None:
+            timed |= {f"{method} samples": run.find(row.generation), f"{method} scores": run.find(row.score)}
     if surrogate is not None:
         summary = surrogate.clusters.summary()
         clusters = {k: summary.get(k) for k in ("n_classes", "in_classes", "silhouette")}
@@ -241,9 +303,9 @@ def build_report(
             }
             for m in surrogate.classifiers
         }
-    extra = {}
+    extra: dict[str, Any] = {"timings": timing_sources(run, timed)}
     if pool_filter is not None:
-        extra["filter"] = {k: v for k, v in pool_filter.summary().items() if k != "seconds"}
+        extra["filter"] = {k: v for k, v in pool_filter.summary().items() if k not in ("seconds", "made")}
     return Report(
         model=run.model.facts(),
         data=run.data.facts() if run.data else None,
@@ -351,6 +413,8 @@ def write_report(report: Report | dict, out: str | Path, command: str, pairs: di
     ]
     if typed.whole_run is not None:
         md += ["", whole_run_text(typed.whole_run)]
+    if typed.extra.get("timings"):
+        md += ["", "Where and when the timings were measured:", "", *timings_text(typed.extra["timings"])]
     if report["ratios"]:
         md += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items())]
     write_text(out / "report.md", "\n".join(md) + "\n")

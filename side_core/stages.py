@@ -10,15 +10,24 @@ filled by the processes that share the store (side_core.store holds the files th
 - :meth:`Stages.build` makes an unfinished stage under its lock; :func:`fill_shards` fills a
   generation shard by shard, each shard claimed first, so processes split the work between them;
   :func:`read_shards` reads a finished generation's shards back.
+
+Each stage is logged once per run, as made or as reused (and from which store), and a stage made
+here records with its wall time where and when it was made (:func:`made_here`), so that a report
+can say where every timing it shows was measured.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import os
+import platform
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
@@ -41,21 +50,77 @@ def _listing(damaged: dict[str, str]) -> str:
     return "; ".join(f"{name} {why}" for name, why in damaged.items())
 
 
-class Stages:
-    """The stages of a run store at ``root``; finished stages in ``read_only_roots`` are used in place."""
+@functools.cache
+def _cpu() -> str:
+    """The CPU's model name (Linux), else what the platform says."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
-    def __init__(self, root: str | Path, read_only_roots: tuple[str | Path, ...] = ()):
+
+def made_here(device: str) -> dict:
+    """Where and when a stage is being made, recorded beside its wall time (``made`` in its summary):
+    host, CPU, cores, torch threads, ``device`` (with the GPU's name), processes, torch, and the time
+    (UTC) it finished."""
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device = f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return {
+        "host": socket.gethostname(),
+        "cpu": _cpu(),
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": device,
+        "processes": distributed.current().size,
+        "torch": torch.__version__,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def describe(stage: Stage) -> str:
+    """A stage's folder name, with its number of samples for a generation."""
+    n = stage.inputs.get("n") if stage.path.name.startswith("generate-") else None
+    return f"{stage.path.name} ({n} samples)" if n is not None else stage.path.name
+
+
+class Stages:
+    """The stages of a run store at ``root``; finished stages in ``read_only_roots`` are used in place.
+    ``device``: where this run computes, recorded with the stages it makes."""
+
+    def __init__(self, root: str | Path, read_only_roots: tuple[str | Path, ...] = (), device: str = "cpu"):
         self.root = Path(root)
         self.read_only_roots = tuple(Path(r) for r in read_only_roots)
+        self.device = device
         self.read_only = False
         self._intact: dict[Path, tuple] = {}  # stages verified so far (Stage.damage)
+        self._told: set[Path] = set()  # stages logged as reused or made
 
     def reading_only(self) -> Stages:
         """The same stages, answering only from finished, intact ones (module docstring)."""
-        view = Stages(self.root, self.read_only_roots)
+        view = Stages(self.root, self.read_only_roots, self.device)
         view.read_only = True
         view._intact = self._intact  # what one has verified, the other need not verify again
+        view._told = self._told
         return view
+
+    def where(self, stage: Stage) -> str:
+        """Which store holds ``stage``, in words: the run store or a read-only one, with its folder."""
+        root = stage.path.parent
+        return f"the run store {root}" if root == self.root else f"the read-only store {root}"
+
+    def _reused(self, stage: Stage) -> Stage:
+        """Log, once per run, that a finished stage is reused, and from where."""
+        if stage.path not in self._told:
+            self._told.add(stage.path)
+            log.info("reused %s from %s", describe(stage), self.where(stage))
+        return stage
+
+    def _made(self, stage: Stage, seconds: float) -> dict:
+        """Log that this process made ``stage``; the summary entries that say when, where and how long."""
+        self._told.add(stage.path)
+        log.info("made %s in %.1f s, in %s", describe(stage), seconds, self.where(stage))
+        return {"seconds": round(seconds, 2), "made": made_here(self.device)}
 
     def get(self, name: str, inputs: dict) -> Stage:
         """The stage for these inputs: finished and intact in a read-only root, or (new or finished)
@@ -66,7 +131,7 @@ class Stages:
             if stage.done:
                 damaged = stage.damage(self._intact)
                 if not damaged:
-                    return stage
+                    return self._reused(stage)
                 if not self.read_only:
                     log.warning(
                         "%s is damaged (%s): making it again under %s", stage.path, _listing(damaged), self.root
@@ -76,13 +141,13 @@ class Stages:
         if self.read_only:
             if not stage.done or damaged:
                 raise StageMissing(stage.path.name)
-            return stage
+            return self._reused(stage)
         if damaged:
             log.warning(
                 "%s is damaged (%s): discarding those files and making them again", stage.path, _listing(damaged)
             )
             stage.reopen(damaged)
-        return stage
+        return self._reused(stage) if stage.done else stage
 
     def find(self, stage_name: str) -> Stage:
         """Reopen a finished stage by its folder name (as stored in reports and targets)."""
@@ -112,15 +177,24 @@ class Stages:
             raise StageMissing(stage.path.name)
         with stage.lock() if world.is_main else contextlib.nullcontext():
             if world.agree(stage.done):  # the main process's answer, under its lock: all take one branch
-                return stage
+                return self._reused(stage)  # another process made it meanwhile
             if world.is_main:
                 stage.begin()
             started = time.perf_counter()
             summary = make(stage)
             if world.is_main:
-                stage.finish({**summary, "seconds": round(time.perf_counter() - started, 2)})
+                stage.finish({**summary, **self._made(stage, time.perf_counter() - started)})
         world.barrier()
         return stage
+
+    def fill(self, stage: Stage, sharding: Sharding, make_shard: Callable[[int], dict[str, torch.Tensor]]) -> Stage:
+        """Make a generation's missing shards (:func:`fill_shards`), logged and recorded as a stage
+        this run made (or reused, when it finished meanwhile)."""
+        if stage.done:
+            return self._reused(stage)
+        if self.read_only:
+            raise StageMissing(stage.path.name)
+        return fill_shards(stage, sharding, make_shard, self._made)
 
 
 @dataclass(frozen=True)
@@ -153,13 +227,15 @@ def fill_shards(
     stage: Stage,
     sharding: Sharding,
     make_shard: Callable[[int], dict[str, torch.Tensor]],
+    timed: Callable[[Stage, float], dict] = lambda stage, seconds: {"seconds": round(seconds, 2)},
 ) -> Stage:
     """Make the missing shards of a generation stage; ``make_shard(i)`` returns shard i's tensors.
 
     Each shard is claimed before it is made, so processes sharing the store split the work between
     them; verified shards are kept (an interrupted generation resumes) and damaged ones are made
     again. Under a launcher each process makes its share; the stage is finished by whichever process
-    sees every shard verified."""
+    sees every shard verified. ``timed(stage, seconds)``: the summary entries for the wall time
+    (``Stages.fill`` adds where and when)."""
     if stage.done:
         return stage
     stage.begin()
@@ -188,8 +264,9 @@ def fill_shards(
     if all(stage.shard_ok(i) for i in range(sharding.count)):
         with stage.lock():
             if not stage.done:
-                seconds = round(time.perf_counter() - started, 2)
-                stage.finish({"n": sharding.n, "n_shards": sharding.count, "seconds": seconds})
+                stage.finish(
+                    {"n": sharding.n, "n_shards": sharding.count, **timed(stage, time.perf_counter() - started)}
+                )
     return stage
 
 
