@@ -3,7 +3,9 @@
 Allocations (``ExtractionConfig.allocation``): "flagged" draws each sample's class with probability
 proportional to the class's flagged share, the share of its pool samples that have a near-identical
 partner (below), so the budget goes where the model repeats itself and classes with no such sample get
-none; "uniform" draws each sample's class at random (the paper's protocol);
+none; "missing" draws it in proportion to the class's Good-Turing discovery rate (:func:`missing_share`),
+so the budget goes where images are about to be found rather than where they already were;
+"uniform" draws each sample's class at random (the paper's protocol);
 "stratified" gives the next sample to the least-aimed class (each class once per round, in a random
 order per shard). In every case shard i's classes are a function of (seed, i) alone, so any process
 can make any shard.
@@ -32,6 +34,7 @@ from side_core.neighbours import similarities_to_others
 from side_core.stages import Sharding
 
 NEAR_IDENTICAL_QUANTILE = 0.95
+WEIGHTED = ("flagged", "missing")  # the allocations that draw classes by weights from the pool
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Target:
     n_classes: int
     cls: int | None = None  # None: every class, spread by ``allocation``
     allocation: str = "uniform"
-    # "flagged": each class's weight, its flagged share (:func:`flagged_share`); None otherwise
+    # the weighted allocations' class weights (:func:`flagged_share`, :func:`missing_share`); None otherwise
     weights: tuple[float, ...] | None = field(default=None)
 
     def __post_init__(self) -> None:
@@ -51,8 +54,8 @@ class Target:
             raise SideError(f"Class {self.cls!r} does not exist: the surrogate classes are 0 to {self.n_classes - 1}.")
         if self.allocation not in ALLOCATIONS:
             raise SideError(f"Unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}.")
-        if (self.allocation == "flagged") != (self.weights is not None):
-            raise SideError("Class weights go with the flagged allocation, and only with it.")
+        if (self.allocation in WEIGHTED) != (self.weights is not None):
+            raise SideError(f"Class weights go with the {' and '.join(WEIGHTED)} allocations, and only with them.")
         if self.weights is not None:
             w = np.asarray(self.weights, dtype=np.float64)
             if w.shape != (self.n_classes,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
@@ -77,7 +80,7 @@ class Target:
             return np.full(size, self.cls, dtype=np.int64)
         if self.allocation == "uniform":
             return np.random.default_rng([seed, i, 1]).integers(0, self.n_classes, size)
-        if self.allocation == "flagged":
+        if self.allocation in WEIGHTED:
             p = np.asarray(self.weights) / sum(self.weights)
             return np.random.default_rng([seed, i, 1]).choice(self.n_classes, size=size, p=p).astype(np.int64)
         counts = np.zeros(self.n_classes, dtype=np.int64)
@@ -118,6 +121,25 @@ def flagged_share(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np
             f"({int(flagged.sum())} flagged in all): use --allocation uniform and --labels clusters, or raise N_syn."
         )
     return counts / np.maximum(sizes, 1)
+
+
+def missing_share(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:
+    """(n_classes,) float64: each class's chance that its next sample turns an image it showed once into
+    a repeated one, a new find for the attacker (Good-Turing: images seen exactly once hold about 2 f2 / n
+    of the probability, f2 the images seen exactly twice), as (2 f2 + 1) / (n + 1) over the class's n pool
+    samples and its near-identical groups of two (a group counts in its first sample's class). The + 1
+    keeps every class drawable; a class whose repeats all sit in one large group, an image already found
+    many times, gets little."""
+    labels = np.asarray(labels, dtype=np.int64)
+    groups = near_identical_groups(np.asarray(partner))
+    sizes = np.bincount(labels, minlength=n_classes + 1)[:n_classes]
+    pairs = np.zeros(n_classes, dtype=np.int64)
+    if (groups >= 0).any():
+        first = np.unique(groups[groups >= 0], return_index=True)[1]  # first sample of each group
+        members = np.flatnonzero(groups >= 0)[first]
+        pair = np.bincount(groups[groups >= 0])[groups[members]] == 2
+        pairs = np.bincount(labels[members[pair]], minlength=n_classes + 1)[:n_classes]
+    return (2 * pairs + 1) / (sizes + 1)
 
 
 def core_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:

@@ -20,9 +20,9 @@ UNKEPT = ("background", "nearest")  # what happens to samples of the clusters no
 # How the N_G guided samples are spread over the surrogate classes: "flagged" draws each sample's
 # class with probability proportional to the class's share of pool samples with a near-identical
 # partner (the Filter signal, no training data), "uniform" draws it uniformly (the paper's protocol),
-# "stratified" aims at every class once per round (side_core.allocation; how they compare:
-# benchmarks/README.md).
-ALLOCATIONS = ("flagged", "uniform", "stratified")
+# "stratified" aims at every class once per round, "missing" draws it in proportion to the class's
+# Good-Turing chance of a new find (side_core.allocation; how they compare: benchmarks/README.md).
+ALLOCATIONS = ("flagged", "uniform", "stratified", "missing")
 # The guiding classifier: "unet-head", a small head on the target model's own frozen UNet encoder
 # features at (x_t, t) (side_core.unet_head); "resnet", the paper's ResNet trained from scratch.
 CLASSIFIERS = ("unet-head", "resnet")

@@ -18,13 +18,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from side_core.allocation import Target, flagged_share
+import numpy as np
+
+from side_core.allocation import WEIGHTED, Target, flagged_share, missing_share, near_identical_groups
 from side_core.classifier import ClassifierReport
 from side_core.config import MAX_SEED, ExtractionConfig
 from side_core.embed import load_sscd
 from side_core.errors import SideError
+from side_core.metrics import in_band
 from side_core.models import ASSETS
 from side_core.report import Report, SweepPoint, build_report, method_result
+from side_core.richness import attacker_reach, scorer_reach
 from side_core.run import Run
 from side_core.sampling import SampleProgress, validate
 from side_core.store import Stage, read_array
@@ -76,9 +80,10 @@ class Surrogate:
         if cls is not None:
             return Target(name, n_classes, cls)
         weights = None
-        if self.allocation == "flagged":  # the pool's evidence: no training data
+        if self.allocation in WEIGHTED:  # the pool's evidence: no training data
             labels, partner = read_array(self.clusters.file("labels.npy")), read_array(self.pool.file("partner.npy"))
-            weights = tuple(flagged_share(labels, n_classes, partner))
+            share = flagged_share if self.allocation == "flagged" else missing_share
+            weights = tuple(share(labels, n_classes, partner))
         return Target(name, n_classes, allocation=self.allocation, weights=weights)
 
     def classifier_report(self, method: str, evaluation: Stage | None = None) -> ClassifierReport:
@@ -195,7 +200,20 @@ def extract(
         sampling_cost = run.sampling_cost(surrogate.classifiers["side"], config.sample)
         pool_score = run.find(pool_filter.inputs["score"])
         whole = whole_run_of(run, config, rows, pool_score, sampling_cost, max_extra_plain, say)
-    return build_report(run, config, rows, surrogate, pool_filter, evaluations, whole, sampling_cost)
+    report = build_report(run, config, rows, surrogate, pool_filter, evaluations, whole, sampling_cost)
+    if pool_filter is None:
+        return report
+    return replace(report, extra={**report.extra, "reach": pool_reach(run, surrogate.pool, pool_filter)})
+
+
+def pool_reach(run: Run, pool: Stage, pool_filter: Stage) -> dict[str, dict]:
+    """How many images plain sampling reaches, estimated from the surrogate's pool of N_syn plain
+    samples (side_core.richness): by the attacker from its near-identical groups alone, and by the
+    scorer from the training images the pool copies."""
+    similarity, index = run.neighbours(run.find(pool_filter.inputs["score"]))
+    copied = np.where(in_band(similarity[:, 0], run.bands().high), index[:, 0], -1)
+    groups = near_identical_groups(read_array(pool.file("partner.npy")))
+    return {"attacker": attacker_reach(groups).to_json(), "scorer": scorer_reach(copied, len(copied)).to_json()}
 
 
 def whole_run_of(

@@ -22,7 +22,14 @@ import numpy as np
 import torch
 
 from side_core import distributed
-from side_core.allocation import NEAR_IDENTICAL_QUANTILE, Target, core_labels, near_identical_groups, pool_neighbours
+from side_core.allocation import (
+    NEAR_IDENTICAL_QUANTILE,
+    Target,
+    core_labels,
+    near_identical_groups,
+    pool_neighbours,
+    unfound_labels,
+)
 from side_core.classifier import (
     classifier_config,
     classifier_guidance,
@@ -41,7 +48,7 @@ from side_core.cluster import (
     silhouette,
     surrogate_labels,
 )
-from side_core.config import LABELS, ClassifierTrainConfig, ClusterConfig, SampleConfig, check_seed
+from side_core.config import LABELS, POOL_LABELS, ClassifierTrainConfig, ClusterConfig, SampleConfig, check_seed
 from side_core.data import TrainingSet
 from side_core.embed import embed
 from side_core.errors import SideError
@@ -357,7 +364,7 @@ class Run:
         labels that say nothing about the samples); None: the labels themselves."""
         cluster_summary = clusters.summary()
         n_classes = cluster_summary["n_classes"]
-        n_labels = n_classes + int(labels == "core" or cluster_summary["background"])  # + background
+        n_labels = n_classes + int(labels in POOL_LABELS or cluster_summary["background"])  # + background
         config = classifier_config(architecture, n_labels, self.model.channels, self.model.size, time_dependent, width)
         if labels not in LABELS:
             raise SideError(f"Unknown labels {labels!r}: use one of {', '.join(LABELS)}.")
@@ -373,9 +380,9 @@ class Run:
         # Each of these only when it differs from the paper's recipe: stored ResNets keep their keys.
         if architecture != "resnet":
             inputs["architecture"] = architecture
-        if labels == "core":
+        if labels in POOL_LABELS:
             if pool is None:
-                raise SideError("Core labels need the pool stage (near-identical partners) of the same samples.")
+                raise SideError(f"{labels!r} labels need the pool stage (near-identical partners) of the same samples.")
             inputs["labels"], inputs["pool"] = labels, pool.path.name
         sampler_timesteps = None
         if time_dependent and train_config.timesteps == "sampler":
@@ -414,9 +421,11 @@ class Run:
         its clusters' surrogate labels (or their core), permuted for the shuffled-label control."""
         clusters = self.find(classifier.inputs["clusters"])
         labels = read_array(clusters.file("labels.npy"))
-        if classifier.inputs.get("labels") == "core":
+        kind = classifier.inputs.get("labels")
+        if kind in POOL_LABELS:
             partner = read_array(self.find(classifier.inputs["pool"]).file("partner.npy"))
-            labels = core_labels(labels, clusters.summary()["n_classes"], partner)
+            pool_rule = core_labels if kind == "core" else unfound_labels
+            labels = pool_rule(labels, clusters.summary()["n_classes"], partner)
         seed = classifier.inputs.get("shuffled_labels")
         return torch.from_numpy(labels if seed is None else shuffled_labels(labels, seed))
 

@@ -11,6 +11,7 @@ from side_core.allocation import (
     balanced_targets,
     core_labels,
     flagged_share,
+    missing_share,
     near_identical_groups,
     pool_neighbours,
 )
@@ -134,3 +135,18 @@ def test_flagged_allocation_aims_only_where_the_pool_repeats_itself():
     assert "weights" not in Target("c", 3).key()  # stored uniform generations keep their keys
     with pytest.raises(SideError, match="weights"):
         Target("c", 3, allocation="flagged")
+
+
+def test_missing_allocation_favours_classes_about_to_find_over_classes_that_found():
+    """Class 0 shows one image eight times (found); class 1 two pairs (images seen twice, their
+    neighbours about to be found); class 2 no repeat at all."""
+    labels = np.repeat([0, 1, 2], 10)
+    partner = np.full(30, -1)
+    partner[:8] = np.r_[1, np.zeros(7, dtype=int)]  # one group of eight in class 0
+    partner[[10, 11, 12, 13]] = [11, 10, 13, 12]  # two pairs in class 1
+    share = missing_share(labels, 3, partner)
+    assert share.tolist() == [1 / 11, 5 / 11, 1 / 11]
+    target = Target("c", 3, allocation="missing", weights=tuple(share))
+    drawn = target.classes(0, Sharding(700, 700), 0)
+    assert 0.6 < (drawn == 1).mean() < 0.8 and (drawn == 0).any()  # 5/7 expected; no class left out
+    assert target.key()["allocation"] == "missing"

@@ -15,7 +15,7 @@ from side_core.models import load_model
 from side_core.pipeline import BUNDLED_STORE, CONTROLS, METHODS, Run, build_surrogate, extract
 from side_core.report import Report, markdown_table
 from side_core.sampling import make_scheduler
-from side_core.whole_run import WholeRun, chained_first_hit
+from side_core.whole_run import WholeRun, chained_first_hit, whole_run_text
 
 
 def blobs(n_per: int = 30, k: int = 6, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -119,6 +119,23 @@ def test_whole_run_counts_the_union_of_pool_and_method_copies(run_and_report):
     raw = json.loads(json.dumps(report.to_json()))
     assert raw["whole_run"]["side"] == whole.side and Report.from_json(raw) == report
     assert "Whole run" not in markdown_table(report)  # the table stays a table; report.md adds the paragraph
+
+
+def test_beyond_the_pool_counts_only_what_the_pool_had_not_copied(run_and_report):
+    run, config, report = run_and_report
+    whole = report.whole_run
+    pool = set(run.score(build_surrogate(run, config, ()).synthetic).summary()["extracted"])
+    beyond = whole.beyond_pool()
+    assert whole.pool == len(pool)
+    assert beyond["side"] == len(set(report.methods["side"].extracted) - pool)
+    after = whole.n_same_time - whole.n_syn if whole.uncond_same_time is not None else config.n_samples
+    assert beyond["samples"] == {"side": config.n_samples, "uncond": after}
+    assert beyond["per_1000"]["side"] == round(1000 * beyond["side"] / config.n_samples, 2)
+    assert "Beyond the pool" in whole_run_text(whole)
+    reach = report.extra["reach"]  # from the pool: the attacker's groups, the scorer's copies
+    assert reach["scorer"]["n_samples"] == reach["attacker"]["n_samples"] == config.n_syn
+    assert reach["scorer"]["found"] <= len(pool) and reach["scorer"]["estimate"] >= reach["scorer"]["found"]
+    assert reach["attacker"]["estimate"] >= reach["attacker"]["found"]
 
 
 def test_whole_run_wall_time_reads_the_side_by_side_timing(run_and_report):
