@@ -232,7 +232,7 @@ def test_a_locked_visitors_job_meets_the_caps_and_the_operators_does_not(open_ap
     monkeypatch.setenv("SIDE_LOCKED", "0")  # the operator: no caps
     button(at, "Generate and cluster").click().run()
     assert not at.exception and not at.error
-    assert metrics(at)["Samples"] == "40"
+    assert metrics(at)["Samples N_syn"] == "40"
 
 
 # -- in a real browser, from a real address ---------------------------------------------------------------

@@ -272,3 +272,21 @@ def test_the_work_cap_counts_every_tab_of_one_address():
 )
 def test_a_visitor_is_counted_by_address(address, key):
     assert decide(read_policy({}), address).visitor_key("abc") == key
+
+
+def test_in_the_app_a_locked_visitor_sees_neither_the_run_store_nor_the_operators_errors(
+    open_app, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("SIDE_ALLOWED_DIRS", str(tmp_path / "secret-plans"))  # no such folder
+    monkeypatch.setenv("SIDE_N_DATA", "x")
+    monkeypatch.setenv("SIDE_LOCKED", "1")
+    at = open_app()
+    assert [e.value for e in at.error] == [access.SETTINGS_NOTICE]
+    sidebar = " ".join(c.value for c in at.sidebar.caption)
+    assert "Run store" not in sidebar and str(tmp_path / "runs") not in sidebar and "secret-plans" not in sidebar
+
+    monkeypatch.setenv("SIDE_LOCKED", "0")  # the operator sees each problem, with its fix, and the run store
+    at.run()
+    errors = [e.value for e in at.error]
+    assert any("secret-plans" in e for e in errors) and any(e.startswith("SIDE_N_DATA='x'") for e in errors)
+    assert any(c.value.startswith("Run store:") for c in at.sidebar.caption)
