@@ -110,9 +110,9 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     p.add_argument(
         "--fresh",
         action="store_true",
-        help="ignore the bundled store: every stage is made under the run store, on this machine, so every timing "
-        "in the report is measured here (a new --out or --store makes all of them anew; stages already finished "
-        "in the run store are reused, so an interrupted run resumes)",
+        help="ignore the bundled store: every stage is made under the run store (a new --out or --store makes all "
+        "of them anew, on this machine; stages already finished in the run store are reused, so an interrupted run "
+        "resumes; report.md says where and when each timing was measured)",
     )
     add_flag(p, "--n-samples", d.n_samples, "N_G, samples per method", type=int)
     add_flag(p, "--n-syn", d.n_syn, "plain samples clustered into surrogate classes", type=int)
