@@ -318,7 +318,7 @@ def _run_extraction(args: argparse.Namespace) -> None:
 
     from side_core.inspection import best_pairs
     from side_core.pipeline import METHODS, extract
-    from side_core.report import markdown_table, write_report
+    from side_core.report import findings, markdown_table, write_report
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -332,6 +332,8 @@ def _run_extraction(args: argparse.Namespace) -> None:
         return  # the main process writes the report, once
     write_report(report, out, args.command_line, best_pairs(run, report))
     print(markdown_table(report))
+    for paragraph in findings(report):
+        print(f"\n{paragraph}")
     print(f"report: {out / 'report.md'}")
 
 

@@ -390,6 +390,28 @@ class SweepPoint:
         return asdict(self)
 
 
+def reach_text(reach: dict[str, dict]) -> str:
+    """How many images plain sampling reaches, as the pool shows it (``pipeline.pool_reach``), and an
+    attacker's stopping rule from it."""
+    a, s = reach["attacker"], reach["scorer"]
+    rule = "keep sampling" if a["new_per_1000"] >= 1 else "stop: more samples would rarely show a new image"
+    return (
+        f"Reach, from the {a['n_samples']}-sample pool: the attacker sees {a['found']} images repeated "
+        f"(near-identical groups) and estimates {a['estimate']:.0f} reachable, with about {a['new_per_1000']:.1f} "
+        f"new finds per 1,000 more samples ({rule}); the scorer counts {s['found']} images copied, of a Chao1 "
+        f"estimate of {s['estimate']:.0f}."
+    )
+
+
+def findings(report: Report) -> list[str]:
+    """The paragraphs after the table (report.md, the command line): the whole run, what it found beyond
+    the pool, and the reach of plain sampling."""
+    out = [whole_run_text(report.whole_run)] if report.whole_run is not None else []
+    if report.extra.get("reach"):
+        out.append(reach_text(report.extra["reach"]))
+    return out
+
+
 def write_report(report: Report | dict, out: str | Path, command: str, pairs: dict[str, Pairs]) -> None:
     """Write report.json, report.md and extractions.png into ``out``; ``pairs`` are each method's
     best distinct extractions (:func:`best_pairs`)."""
@@ -411,8 +433,8 @@ def write_report(report: Report | dict, out: str | Path, command: str, pairs: di
         "",
         "AMS and UMS in percent of N_G. Distinct = training images with some sample in the high band.",
     ]
-    if typed.whole_run is not None:
-        md += ["", whole_run_text(typed.whole_run)]
+    for paragraph in findings(typed):
+        md += ["", paragraph]
     if typed.extra.get("timings"):
         md += ["", "Where and when the timings were measured:", "", *timings_text(typed.extra["timings"])]
     if report["ratios"]:

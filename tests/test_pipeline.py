@@ -48,6 +48,8 @@ def test_compare_writes_the_stable_report(compared):
     assert len(report["classifiers"]["side"]["accuracy"]) == 4
     table = (compared / "report.md").read_text()
     assert "| side | 24 |" in table and "python -m side_core compare" in table
+    assert "Beyond the pool's" in table and "Reach, from the" in table  # what SIDE adds, what is left
+    assert {"attacker", "scorer"} == set(report["reach"]) and "beyond_pool" in report["whole_run"]
     assert Image.open(compared / "extractions.png").size[0] > 100
 
 
