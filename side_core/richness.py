@@ -12,9 +12,7 @@ probability the images not yet seen still hold (Chao 1984; Good 1953):
 
 The scorer counts draws with the training set (each copy's nearest training image). The attacker has no
 training set: it sees near-identical groups (side_core.allocation.near_identical_groups), samples that
-landed on top of each other, i.e. the images drawn at least twice, never f1. :func:`attacker_reach`
-fills f1 in from f2 and f3 with the same Cauchy-Schwarz bound that gives Chao1 (f1 >= 2 f2^2 / (3 f3)
-under a Poisson mixture), then adds Chao1's unseen term.
+landed on top of each other, and counts an image once a group holds three (:func:`attacker_reach`).
 """
 
 from __future__ import annotations
@@ -22,6 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+FOUND_AT = 3  # samples in a near-identical group before the attacker counts it as an image
 
 
 def frequency_counts(counts: np.ndarray) -> np.ndarray:
@@ -49,10 +49,10 @@ def missing_mass(counts: np.ndarray) -> float:
 class Reach:
     """How many images a sampler reaches, seen from one side (scorer or attacker).
 
-    ``found``: images identified so far (scorer: copied at least once; attacker: drawn at least twice,
-    a near-identical group); ``estimate``: images the sampler can reach at all; ``new_per_1000``: new
+    ``found``: images identified so far (scorer: copied at least once; attacker: a near-identical group of
+    ``FOUND_AT`` or more samples); ``estimate``: images the sampler can reach at all; ``new_per_1000``: new
     identifications the next 1,000 samples should bring (scorer: Good-Turing missing mass; attacker:
-    images seen once that a further draw turns into a group, 2 f2 / n) per 1,000."""
+    images one draw short of a group, :func:`attacker_reach`) per 1,000."""
 
     side: str  # "scorer" or "attacker"
     n_samples: int
@@ -87,13 +87,17 @@ def scorer_reach(copied: np.ndarray, n_samples: int) -> Reach:
 def attacker_reach(groups: np.ndarray) -> Reach:
     """From (N,) each sample's near-identical group (-1: none), no training set.
 
-    f2 and f3 are the groups of two and three samples; f1 (images drawn once, invisible) is estimated
-    as 2 f2^2 / (3 f3) (2 f2 (f2 - 1) / 3 when f3 = 0, as Chao1 does for f2 = 0), the unseen as f1^2 / (2 f2)."""
+    An image counts as found once ``FOUND_AT`` samples land on it: near-identical pairs also occur by
+    chance (the pool's threshold flags its closest 5% of neighbour pairs whatever the model does),
+    three rarely. Chao1 moved to that edge estimates the images just below it from the groups of exactly
+    three (f3) and four (f4): f3^2 / (2 f4) (f3 (f3 - 1) / 2 when f4 = 0), so the estimate leaves out most
+    images drawn once or never, a lower bound where many images are rare; the next sample makes a new
+    find when it draws an image seen exactly twice, which Good-Turing puts at 3 f3 / n."""
     groups = np.asarray(groups, dtype=np.int64)
     sizes = np.bincount(groups[groups >= 0]) if (groups >= 0).any() else np.zeros(0, dtype=np.int64)
     f = frequency_counts(sizes)
-    found, f2, f3 = int(f[2:].sum()), float(f[2]), float(f[3])
-    f1 = 2 * f2 * f2 / (3 * f3) if f3 > 0 else 2 * f2 * max(f2 - 1, 0) / 3
-    unseen = f1 * f1 / (2 * f2) if f2 > 0 else 0.0
-    per_1000 = 1000 * 2 * f2 / len(groups) if len(groups) else 0.0
-    return Reach("attacker", len(groups), found, found + f1 + unseen, per_1000)
+    edge, above = float(f[FOUND_AT]), float(f[FOUND_AT + 1]) if len(f) > FOUND_AT + 1 else 0.0
+    found = int(f[FOUND_AT:].sum())
+    below = edge * edge / (2 * above) if above > 0 else edge * (edge - 1) / 2
+    per_1000 = 1000 * FOUND_AT * edge / len(groups) if len(groups) else 0.0
+    return Reach("attacker", len(groups), found, found + below, per_1000)

@@ -39,20 +39,25 @@ def test_scorer_chao1_reaches_past_what_was_seen_toward_the_truth():
     assert reach.new_per_1000 == pytest.approx(1000 * (np.bincount(copied[copied >= 0]) == 1).sum() / 4000)
 
 
-def test_the_attacker_sees_only_repeats_and_still_estimates_the_reach():
-    """Groups are the images drawn twice or more (what near-identical samples show); the images drawn once
-    are invisible, yet the estimate from f2 and f3 comes near the scorer's Chao1 on the same draws."""
+def test_the_attacker_counts_images_from_three_draws_and_chance_pairs_do_not_move_it():
+    """Groups are what near-identical samples show: every image drawn twice or more, plus pairs of
+    unrelated samples that met by chance. The attacker counts an image once three samples land on it,
+    so the chance pairs change nothing; its estimate adds the images just below that edge."""
     rng = np.random.default_rng(3)
     strength = rng.lognormal(0, 0.7, size=150)
     p = np.append(0.15 * strength / strength.sum(), 0.85)
     copied = draws(p, 3000, seed=4)
     counts = np.bincount(copied[copied >= 0], minlength=150)
-    groups = np.where(counts[np.maximum(copied, 0)] >= 2, copied, -1)  # a once-drawn image shows no group
-    attacker = attacker_reach(groups)
-    assert attacker.found == int((counts >= 2).sum())
-    assert attacker.estimate > attacker.found
-    assert attacker.estimate == pytest.approx(chao1(counts), rel=0.3)
-    assert attacker.new_per_1000 == pytest.approx(1000 * 2 * (counts == 2).sum() / 3000)
+    groups = np.where(counts[np.maximum(copied, 0)] >= 2, copied, -1)
+    with_chance = groups.copy()
+    with_chance[np.flatnonzero(copied < 0)[:100]] = 1000 + np.arange(100) // 2  # 50 chance pairs
+    attacker = attacker_reach(with_chance)
+    assert attacker == attacker_reach(groups)
+    f3, f4 = (counts == 3).sum(), (counts == 4).sum()
+    assert attacker.found == int((counts >= 3).sum())
+    assert attacker.estimate == pytest.approx(attacker.found + f3 * f3 / (2 * f4))
+    assert attacker.found < attacker.estimate <= chao1(counts)  # images drawn once or twice stay partly unseen
+    assert attacker.new_per_1000 == pytest.approx(1000 * 3 * f3 / 3000)
     assert attacker_reach(np.full(10, -1)).estimate == 0
 
 
