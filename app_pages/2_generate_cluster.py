@@ -85,7 +85,7 @@ st.plotly_chart(
 )
 st.caption(
     "Click a point, or pick the box or lasso tool at the top right of the map and draw: the selected samples get a "
-    "black ring, the class picker follows them, and they appear below next to their nearest training images. "
+    "red ring, the class picker follows them, and they appear below next to their nearest training images. "
     "Diamonds are copies (nearest training image in the high band); grey points are background; hover names the "
     "class."
 )

@@ -44,7 +44,7 @@ with controls:
     target = views.target_picker("Target class", evidence, state.TARGET.name, persist_state="session")
     chosen = next(e for e in evidence if e.cls == target)
     cols = st.columns([0.9, 0.9, 1.2])
-    cols[0].metric("Pool samples", chosen.size, help="Plain samples of the pool (N_syn) that fell in this class.")
+    cols[0].metric("Samples", chosen.size, help="Plain samples of the pool (N_syn) that fell in this class.")
     cols[1].metric(
         "Cohesion",
         f"{chosen.cohesion:.3f}",

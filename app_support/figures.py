@@ -33,7 +33,7 @@ def cluster_map(
 ) -> go.Figure:
     """The samples' 2-D map coloured by surrogate class (background grey, behind); copies are
     diamonds. ``highlight`` draws one class on top, larger and outlined; ``selected`` samples get a
-    black ring on top of everything. Nothing is faded. custom_data holds [sample id, nearest
+    red ring on top of everything. Nothing is faded. custom_data holds [sample id, nearest
     similarity] of every point, for selections."""
     colours = class_colours(c.n_classes)
     groups = []  # (sample ids, trace name, marker)
@@ -46,7 +46,9 @@ def cluster_map(
         marker = {"color": colours[highlight], "size": 12, "line": {"width": 1.5, "color": "black"}}
         groups.append((ids, f"class {highlight}", marker))
     if len(selected):
-        ring = {"color": "rgba(0,0,0,0)", "size": 24, "opacity": 1.0, "line": {"width": 3, "color": "black"}}
+        few = len(selected) <= 3  # a click: a wide ring; a lasso of many: rings that leave the points visible
+        ring = {"color": "rgba(0,0,0,0)", "size": 24 if few else 14, "opacity": 1.0}
+        ring["line"] = {"width": 3 if few else 1.5, "color": "#e4002b"}  # red: apart from the outlined class
         groups.append((np.asarray(selected, dtype=np.int64), "selected", {**ring, "symbol": "circle"}))
     figure = go.Figure()
     for ids, name, marker in groups:
@@ -240,7 +242,8 @@ def whole_run_figure(whole: WholeRun) -> go.Figure:
             line={"width": 7, "color": "rgba(255, 127, 14, 0.45)"},
         )
     )
-    figure.add_trace(go.Scatter(x=x, y=whole.side_curve, name="SIDE run: pool, then guided samples", line={"width": 2}))
+    side = {"width": 2, "color": "#1f3b73"}
+    figure.add_trace(go.Scatter(x=x, y=whole.side_curve, name="SIDE run: pool, then guided samples", line=side))
     if whole.uncond_same_time is not None:
         figure.add_trace(
             go.Scatter(

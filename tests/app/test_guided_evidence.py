@@ -43,13 +43,13 @@ def test_opens_on_the_attacker_ranked_class_with_its_evidence_and_where_samples_
     assert picker.value == evidence[0].cls
     assert at.session_state[state.TARGET.name] == evidence[0].cls
     best, shown = evidence[0], metrics(at)
-    assert shown["Pool samples"] == str(best.size)
+    assert shown["Samples"] == str(best.size)
     assert shown["Cohesion"] == f"{best.cohesion:.3f}"
     assert shown["Near-identical"] == f"{best.flagged_share:.0%}" != "0%"
 
     weak = evidence[-1]
     at.selectbox(key=state.TARGET.name).select(weak.cls).run()
-    assert metrics(at)["Pool samples"] == str(weak.size)
+    assert metrics(at)["Samples"] == str(weak.size)
     assert metrics(at)["Near-identical"] == "0%"
     submit(at, "Generate", num_steps=5, n=4)
     assert not at.error
