@@ -47,8 +47,8 @@ def cluster_map(
         groups.append((ids, f"class {highlight}", marker))
     if len(selected):
         few = len(selected) <= 3  # a click: a wide ring; a lasso of many: rings that leave the points visible
-        ring = {"color": "rgba(0,0,0,0)", "size": 24 if few else 14, "opacity": 1.0}
-        ring["line"] = {"width": 3 if few else 1.5, "color": "#e4002b"}  # red: apart from the outlined class
+        ring = {"color": "rgba(0,0,0,0)", "size": 30 if few else 14, "opacity": 1.0}
+        ring["line"] = {"width": 4 if few else 1.5, "color": "#e4002b"}  # red: apart from the outlined class
         groups.append((np.asarray(selected, dtype=np.int64), "selected", {**ring, "symbol": "circle"}))
     figure = go.Figure()
     for ids, name, marker in groups:
