@@ -38,6 +38,7 @@ from side_core.classifier import (
     save_classifier,
     timestep_accuracy,
     train_classifier,
+    training_timesteps,
 )
 from side_core.cluster import (
     Clustering,
@@ -62,6 +63,7 @@ from side_core.store import Stage, finite_or_none, read_array, read_tensors, sta
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+CLASSIFIER_TIMED_STEPS = 10  # classifier training steps timed per round of the sampling cost
 
 
 class Run:
@@ -184,39 +186,83 @@ class Run:
         return self.stages.fill(stage, sharding, make_shard)
 
     def sampling_cost(self, classifier: Stage, config: SampleConfig, rounds: int = 3) -> Stage:
-        """What a plain and a classifier-guided sample cost on this machine, timed side by side: in
-        each of ``rounds`` rounds, one plain then one guided batch of ``config.batch_size`` samples
-        from the same noise, guided by ``classifier`` at ``config.guidance_scale``. Alternating the two
-        lets both rates see the same machine load, which generation stages made at different times do
-        not; a stage, so that a stored report reads the same numbers.
+        """What a plain and a classifier-guided sample and a classifier training step cost on this
+        machine, timed side by side: in each of ``rounds`` rounds, one plain then one guided batch of
+        ``config.batch_size`` samples from the same noise, guided by ``classifier`` at
+        ``config.guidance_scale``, then ``CLASSIFIER_TIMED_STEPS`` training steps of a copy of
+        ``classifier`` on its own samples and recipe. Alternating them lets every rate see the same
+        machine load, which stages made at different times do not; a stage, so that a stored report
+        reads the same numbers.
 
-        Summary: ``plain_per_sample`` and ``guided_per_sample`` (median seconds over the rounds),
+        Summary: ``plain_per_sample``, ``guided_per_sample`` and ``classifier_per_step`` (median
+        seconds over the rounds), ``classifier_seconds`` (a step times the classifier's training steps),
         ``guided_over_plain``, ``rounds``, ``batch``."""
         stage = self.stage(
-            "sampling_cost", {"classifier": classifier.path.name, "sample": config.to_dict(), "rounds": rounds}
+            "sampling_cost",
+            {
+                "classifier": classifier.path.name,
+                "sample": config.to_dict(),
+                "rounds": rounds,
+                "classifier_steps_timed": CLASSIFIER_TIMED_STEPS,
+            },
         )
 
         def make(stage: Stage) -> dict:
             guide_model, _ = load_classifier(classifier.path, self.model.device, self.model.unet)
             guidance = classifier_guidance(guide_model, 0)  # the cost does not depend on the class
             plain = replace(config, guidance_scale=0.0)
-            seconds: dict[str, list[float]] = {"plain": [], "guided": []}
+            train_step = self._classifier_step(classifier)
+            seconds: dict[str, list[float]] = {"plain": [], "guided": [], "classifier": []}
             for i in range(rounds):
                 for kind, guide in (("plain", None), ("guided", guidance)):
                     start = time.perf_counter()
                     generator = torch.Generator().manual_seed(i)
                     sample(self.model, config.batch_size, plain if guide is None else config, generator, guide)
                     seconds[kind].append((time.perf_counter() - start) / config.batch_size)
-            plain_rate, guided_rate = (float(np.median(seconds[k])) for k in ("plain", "guided"))
+                train_step()  # the first step also builds the optimizer state: not timed
+                start = time.perf_counter()
+                for _ in range(CLASSIFIER_TIMED_STEPS):
+                    train_step()
+                seconds["classifier"].append((time.perf_counter() - start) / CLASSIFIER_TIMED_STEPS)
+            plain_rate, guided_rate, step = (float(np.median(seconds[k])) for k in ("plain", "guided", "classifier"))
             return {
                 "plain_per_sample": round(plain_rate, 5),
                 "guided_per_sample": round(guided_rate, 5),
                 "guided_over_plain": round(guided_rate / plain_rate, 3),
+                "classifier_per_step": round(step, 5),
+                "classifier_seconds": round(step * classifier.inputs["train"]["steps"], 2),
                 "rounds": rounds,
                 "batch": config.batch_size,
             }
 
         return self.stages.build(stage, make)
+
+    def _classifier_step(self, classifier: Stage) -> Callable[[], None]:
+        """One training step of a fresh copy of a stored classifier, as its training takes them: a batch
+        of its recipe's size from its own samples and labels, noised at its training timesteps."""
+        model, _ = load_classifier(classifier.path, self.model.device, self.model.unet)
+        model.train().requires_grad_(True)  # the head's (or the ResNet's) own parameters only
+        train = ClassifierTrainConfig(**classifier.inputs["train"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, weight_decay=train.weight_decay)
+        x0 = self.images(self.find(classifier.inputs["generation"])).to(self.model.device)
+        labels = self.classifier_labels(classifier).to(self.model.device)
+        timesteps = torch.zeros(1, dtype=torch.long)  # a time-blind classifier sees clean images at t = 0
+        if model.config.time_dependent:
+            timesteps = training_timesteps(self.model.scheduler, train, classifier.inputs.get("sampler_timesteps"))
+        generator = torch.Generator().manual_seed(train.seed)
+
+        def step() -> None:
+            idx = torch.randint(len(x0), (train.batch_size,), generator=generator).to(self.model.device)
+            t = timesteps[torch.randint(len(timesteps), (train.batch_size,), generator=generator)].to(x0.device)
+            x = x0[idx]
+            if model.config.time_dependent:
+                x = self.model.scheduler.add_noise(x, torch.randn(x.shape, generator=generator).to(x.device), t)
+            loss = torch.nn.functional.cross_entropy(model(x, t), labels[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
 
     def images(self, stage: Stage) -> torch.Tensor:
         """(N, C, H, W) float32 in [-1, 1]: a generation stage's samples, in order."""

@@ -145,9 +145,12 @@ def test_whole_run_wall_time_reads_the_side_by_side_timing(run_and_report):
     cost = run.sampling_cost(build_surrogate(run, config, ("side",)).classifiers["side"], config.sample)
     timed = cost.summary()
     assert timed["rounds"] == 3 and timed["batch"] == config.sample.batch_size
-    assert timed["plain_per_sample"] > 0 and timed["guided_per_sample"] > 0
+    assert timed["plain_per_sample"] > 0 and timed["guided_per_sample"] > 0 and timed["classifier_per_step"] > 0
+    steps = config.classifier_train.steps
+    assert timed["classifier_seconds"] == pytest.approx(steps * timed["classifier_per_step"], abs=0.01)
     s = report.whole_run.seconds
     assert (s["plain_per_sample"], s["guided_per_sample"]) == (timed["plain_per_sample"], timed["guided_per_sample"])
+    assert s["surrogate"] >= timed["classifier_seconds"]  # the classifier as timed beside the samples
     assert extract(run.reading_only(), config, ("uncond", "side")).whole_run == report.whole_run
 
 
