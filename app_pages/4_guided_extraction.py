@@ -121,6 +121,16 @@ with panel:
         help="Distinct training images that the guided copies copy: "
         + (", ".join(f"train #{i} ({n}x)" for i, n in faces.items()) or "none"),
     )
+    beyond = sorted(set(faces) - resources.pool_copied(run, surrogate))
+    views.reach_metrics(
+        resources.reach(run, surrogate),
+        (
+            "Beyond the pool",
+            len(beyond),
+            "Faces the guided copies copy that no sample of the pool copies: what this run found that plain "
+            "sampling had not. " + (", ".join(f"train #{i}" for i in beyond) or "None here."),
+        ),
+    )
     st.caption(views.guided_reading(last.cls, landed, last.n, faces))
     if hint := forms.steps_hint(last.sample.num_steps):
         st.warning(hint, icon=":material/blur_on:")

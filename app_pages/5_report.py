@@ -18,7 +18,8 @@ st.markdown(
 
 run = resources.require_run()
 config = state.CONFIG.get()
-if jobs.surrogate(config).stored(run) is None:
+surrogate = jobs.surrogate(config).stored(run)
+if surrogate is None:
     st.info("The report needs surrogate classes for the current settings: generate and cluster first.")
     views.page_link(state.CLUSTER_PAGE, "Generate and cluster")
     st.stop()
@@ -62,6 +63,20 @@ else:
         )
         st.plotly_chart(figures.whole_run_figure(report.whole_run))
         st.caption(whole_run_text(report.whole_run))
+        beyond = report.whole_run.beyond_pool()
+        rate = beyond["per_1000"]
+        views.reach_metrics(
+            resources.reach(run, surrogate),
+            (
+                "Beyond the pool: SIDE / UnCond",
+                f"{beyond['side']} / {beyond['uncond']}",
+                f"Training images copied that the pool had not: by SIDE's {beyond['samples']['side']} guided samples "
+                f"({rate['side']:.1f} per 1,000) and by the {beyond['samples']['uncond']} plain samples UnCond draws "
+                "after the pool"
+                + ("" if rate["uncond"] is None else f" ({rate['uncond']:.1f} per 1,000)")
+                + ". What SIDE adds over generate-and-filter.",
+            ),
+        )
 
     st.subheader("Best extractions")
     st.caption(

@@ -16,7 +16,7 @@ from side_core.data import TrainingSet, load_training_set
 from side_core.errors import SideError
 from side_core.inspection import Pairs, PoolEvidence, best_pairs, pairs_zip, rank_by_pool
 from side_core.models import LoadedModel, load_model
-from side_core.pipeline import Run, Surrogate
+from side_core.pipeline import Run, Surrogate, pool_reach
 from side_core.report import Report, report_csv, report_json
 from side_core.store import Stage, read_array
 
@@ -89,6 +89,27 @@ def pool_evidence(run: Run, surrogate: Surrogate) -> list[PoolEvidence]:
 def _pool_evidence(_run: Run, clusters: Path, pool: Path) -> list[PoolEvidence]:
     partner = read_array(_run.find(pool.name).file("partner.npy"))
     return rank_by_pool(_run.clustering(_run.find(clusters.name)), partner)
+
+
+def pool_copied(run: Run, surrogate: Surrogate) -> frozenset[int]:
+    """The training images some sample of the surrogate's pool copies (high band): what plain sampling
+    had already found before any guided sample."""
+    return _pool_copied(run, run.score(surrogate.synthetic).path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _pool_copied(_run: Run, score: Path) -> frozenset[int]:
+    return frozenset(_run.find(score.name).summary()["extracted"])
+
+
+def reach(run: Run, surrogate: Surrogate) -> dict[str, dict]:
+    """How many images plain sampling reaches, from the pool (side_core.pipeline.pool_reach)."""
+    return _reach(run, surrogate.synthetic.path, surrogate.pool.path)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _reach(_run: Run, synthetic: Path, pool: Path) -> dict[str, dict]:
+    return pool_reach(_run, _run.find(synthetic.name), _run.find(pool.name))
 
 
 def landed_labels(run: Run, landed: Stage) -> np.ndarray:

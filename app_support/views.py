@@ -295,6 +295,28 @@ def sweep_caption(points: list[SweepPoint]) -> str:
     return text
 
 
+def reach_metrics(reach: dict[str, dict], beyond: tuple[str, str, str] | None = None) -> None:
+    """One row of metrics: what a guided run found beyond the pool (``beyond``: label, value, help), and
+    how many images plain sampling reaches by the scorer's count and by the attacker's."""
+    scorer, attacker = reach["scorer"], reach["attacker"]
+    cols = st.columns(3)
+    if beyond is not None:
+        label, value, help_text = beyond
+        cols[0].metric(label, value, help=help_text)
+    cols[1].metric(
+        "Pool: copied / reachable",
+        f"{scorer['found']} / ~{scorer['estimate']:.0f}",
+        help=f"Training images the {scorer['n_samples']} pool samples copy, and how many plain sampling can reach "
+        "at all (Chao1 from how often each was copied). Reads the training set.",
+    )
+    cols[2].metric(
+        "Attacker: seen / reachable",
+        f"{attacker['found']} / ~{attacker['estimate']:.0f}",
+        help="Without the training set: images the pool shows three or more times (near-identical groups), and the "
+        f"estimate of how many plain sampling reaches; about {attacker['new_per_1000']:.1f} more per 1,000 samples.",
+    )
+
+
 def ratio_text(report: Report) -> str:
     """'SIDE over the baselines at equal N_G: UnCond: AMS high ×10, distinct ×2.1; Cond: ...', to two
     significant digits: a few hundred samples per method give no more."""

@@ -203,14 +203,14 @@ def extract(
     report = build_report(run, config, rows, surrogate, pool_filter, evaluations, whole, sampling_cost)
     if pool_filter is None:
         return report
-    return replace(report, extra={**report.extra, "reach": pool_reach(run, surrogate.pool, pool_filter)})
+    return replace(report, extra={**report.extra, "reach": pool_reach(run, surrogate.synthetic, surrogate.pool)})
 
 
-def pool_reach(run: Run, pool: Stage, pool_filter: Stage) -> dict[str, dict]:
+def pool_reach(run: Run, synthetic: Stage, pool: Stage) -> dict[str, dict]:
     """How many images plain sampling reaches, estimated from the surrogate's pool of N_syn plain
-    samples (side_core.richness): by the attacker from its near-identical groups alone, and by the
-    scorer from the training images the pool copies."""
-    similarity, index = run.neighbours(run.find(pool_filter.inputs["score"]))
+    samples (``synthetic``, with its near-identical pairs ``pool``; side_core.richness): by the
+    attacker from its near-identical groups alone, and by the scorer from the images the pool copies."""
+    similarity, index = run.neighbours(run.score(synthetic))
     copied = np.where(in_band(similarity[:, 0], run.bands().high), index[:, 0], -1)
     groups = near_identical_groups(read_array(pool.file("partner.npy")))
     return {"attacker": attacker_reach(groups).to_json(), "scorer": scorer_reach(copied, len(copied)).to_json()}

@@ -39,6 +39,11 @@ def test_the_whole_run_and_where_guided_samples_landed(open_app, app_env, tiny_s
     assert curves["SIDE run: pool, then guided samples"] == list(whole.side_curve)
     assert curves["UnCond: pool, then plain samples"] == list(whole.uncond_curve)
 
+    beyond = whole.beyond_pool()
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Beyond the pool: SIDE / UnCond"] == f"{beyond['side']} / {beyond['uncond']}"
+    assert shown["Pool: copied / reachable"].startswith(f"{report.extra['reach']['scorer']['found']} / ~")
+
     landed = next(c for c in captions if c.startswith("Guided samples that landed"))
     for method, name in (("side", "SIDE"), ("cond", "Cond")):
         assert f"{name} {report.methods[method].landed:.0%}" in landed
