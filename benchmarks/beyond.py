@@ -22,9 +22,8 @@ import logging
 import time
 
 import numpy as np
-import torch
 
-from benchmarks.provenance import add_output_flags, output_dir, provenance
+from benchmarks.provenance import add_output_flags, start
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import MAX_SEED, ExtractionConfig
 from side_core.pipeline import Run, build_surrogate, pool_reach
@@ -90,11 +89,7 @@ def variant_row(run: Run, config: ExtractionConfig, pool_found: np.ndarray, spec
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = output_dir(args, [f"{args.name}.json", f"{args.name}.md"])
-    made_by = provenance()
+    out, made_by = start(args, [f"{args.name}.json", f"{args.name}.md"])
     started = time.perf_counter()
     run = open_run(args, args.store)
     base = extraction_config(args)

@@ -23,9 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from benchmarks.provenance import add_output_flags, output_dir, provenance
+from benchmarks.provenance import add_output_flags, start
 from side_core.allocation import near_identical_groups, pool_neighbours
 from side_core.cluster import l2_normalise
 from side_core.config import MAX_SEED, SampleConfig
@@ -97,11 +96,7 @@ def by_repeat_count(counts: np.ndarray, repeats: Path) -> dict | None:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = output_dir(args, [f"{args.name}.json", f"{args.name}.md"])
-    made_by = provenance()
+    out, made_by = start(args, [f"{args.name}.json", f"{args.name}.md"])
     started = time.perf_counter()
     model = load_model(args.model, args.device)
     run = Run(args.store, model, load_training_set(args.data, model.channels, model.size))

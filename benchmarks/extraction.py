@@ -26,9 +26,7 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
-from benchmarks.provenance import add_output_flags, output_dir, provenance
+from benchmarks.provenance import add_output_flags, start
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ALLOCATIONS, ExtractionConfig, paper_recipe
 from side_core.metrics import BAND_NAMES, distinct_curve, ratio, samples_to_k
@@ -390,15 +388,11 @@ def headline(summaries: dict[str, dict], stk: dict, n_train: int) -> dict:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     name = args.name
     outputs = [f"{name}.json", f"{name}.md", f"{name}.png", f"{name}_curve.png"]
     if args.sweeps:
         outputs += ["sweep_scale.json", "sweep_scale.png", "sweep_k.json", "sweep_k.png"]
-    out = output_dir(args, outputs)
-    made_by = provenance()
+    out, made_by = start(args, outputs)
     run = open_run(args, args.store)  # reuses the bundled stages where they match
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     config = dataclasses.replace(extraction_config(args), seed=seeds[0])

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 import torch
 
-from benchmarks.provenance import add_output_flags, output_dir, provenance
+from benchmarks.provenance import add_output_flags, start
 from side_core.classifier import ClassifierReport
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.cluster import l2_normalise
@@ -77,11 +77,7 @@ def classifier_facts(stage: Stage) -> dict:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = output_dir(args, [f"{args.name}.json", f"{args.name}.md"])
-    made_by = provenance()
+    out, made_by = start(args, [f"{args.name}.json", f"{args.name}.md"])
     config = extraction_config(args)
     run = open_run(args, args.store)  # reuses the bundled stages where they match
     scales = [float(s) for s in args.scales.split(",") if s.strip()]

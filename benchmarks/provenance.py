@@ -6,6 +6,7 @@ and says so (or write elsewhere with ``--out-dir``)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import shlex
@@ -69,3 +70,12 @@ def output_dir(args: argparse.Namespace, names: list[str]) -> Path:
             )
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def start(args: argparse.Namespace, names: list[str]) -> tuple[Path, dict]:
+    """A benchmark's first steps: timestamped log lines, ``--threads`` torch threads, the checked output
+    folder (:func:`output_dir`) and the provenance (:func:`provenance`) of the run about to start."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return output_dir(args, names), provenance()

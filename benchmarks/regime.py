@@ -19,10 +19,8 @@ import logging
 import time
 from pathlib import Path
 
-import torch
-
 from benchmarks.extraction import add_samples_to_k, over_seeds, save, summary_over_seeds
-from benchmarks.provenance import add_output_flags, output_dir, provenance
+from benchmarks.provenance import add_output_flags, start
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.metrics import ratio
@@ -93,11 +91,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = output_dir(args, ["regime.json", "regime.md", "regime.png"])
-    made_by = provenance()
+    out, made_by = start(args, ["regime.json", "regime.md", "regime.png"])
     seeds = [int(s) for s in args.seeds.split(",")]
     config = ExtractionConfig(n_samples=args.n_samples, seed=seeds[0])
     started = time.perf_counter()
