@@ -126,3 +126,18 @@ def tiny_extraction():
         classifier_train=replace(base.classifier_train, steps=10),
         sample=replace(base.sample, num_steps=3),
     )
+
+
+# The command line's tiny budgets, for end-to-end runs on the bright/dark model.
+TINY_CLI = ["--n-syn", "32", "--k", "3", "--tau", "0", "--classifier-steps", "30", "--steps", "4", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="session")
+def bright_dark_data_dir(tmp_path_factory):
+    """The bright/dark model's own training images, as PNG files."""
+    from side_core.images import to_uint8
+
+    folder = tmp_path_factory.mktemp("bright_dark_png")
+    for i, image in enumerate(to_uint8(bright_and_dark()[0])):
+        Image.fromarray(image.squeeze(-1), "L").save(folder / f"{i:02d}.png")
+    return folder

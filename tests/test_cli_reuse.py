@@ -9,29 +9,18 @@ import logging
 import re
 
 import pytest
-from conftest import bright_and_dark
-from PIL import Image
+from conftest import TINY_CLI
 
 from side_core.cli import build_parser, main
-from side_core.images import to_uint8
 from side_core.report import timings_text
 
-TINY = ["--n-syn", "32", "--k", "3", "--tau", "0", "--classifier-steps", "30", "--steps", "4", "--batch-size", "16"]
 STAGE_LINE = re.compile(r"^(reused|made) (\w+)-[0-9a-f]{12}")
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bright_dark_png")
-    for i, image in enumerate(to_uint8(bright_and_dark()[0])):
-        Image.fromarray(image.squeeze(-1), "L").save(folder / f"{i:02d}.png")
-    return folder
 
 
 def compare(model, data, out, caplog, *extra: str) -> list[str]:
     """Run `compare` and return what its log said about stages."""
     caplog.clear()
-    args = ["compare", "--model", str(model), "--data", str(data), "--n-samples", "24", *TINY, "--out", str(out)]
+    args = ["compare", "--model", str(model), "--data", str(data), "--n-samples", "24", *TINY_CLI, "--out", str(out)]
     with caplog.at_level(logging.INFO):
         assert main([*args, *extra]) == 0
     return [record.getMessage() for record in caplog.records]
@@ -39,10 +28,10 @@ def compare(model, data, out, caplog, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_from(
-    bright_dark_model_dir, data_dir, tmp_path, monkeypatch, caplog
+    bright_dark_model_dir, bright_dark_data_dir, tmp_path, monkeypatch, caplog
 ):
     bundled = tmp_path / "first"
-    said = compare(bright_dark_model_dir, data_dir, bundled, caplog)
+    said = compare(bright_dark_model_dir, bright_dark_data_dir, bundled, caplog)
     made = [line for line in said if line.startswith("made ")]
     assert len(made) >= 10 and not [line for line in said if line.startswith("reused ")]
     assert all(f"in the run store {bundled / 'store'}" in line for line in made)
@@ -51,7 +40,7 @@ def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_
     # the first run's store as the bundled store: everything is reused from it, nothing is made
     monkeypatch.setattr("side_core.pipeline.BUNDLED_STORE", bundled / "store")
     again = tmp_path / "again"
-    said = compare(bright_dark_model_dir, data_dir, again, caplog)
+    said = compare(bright_dark_model_dir, bright_dark_data_dir, again, caplog)
     reused = [line for line in said if line.startswith("reused ")]
     assert not [line for line in said if line.startswith("made ")]
     assert {STAGE_LINE.match(line).group(2) for line in reused} == {STAGE_LINE.match(line).group(2) for line in made}
@@ -67,7 +56,7 @@ def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_
 
     # --fresh: the bundled store is ignored, every stage is made under the new run store
     fresh = tmp_path / "fresh"
-    said = compare(bright_dark_model_dir, data_dir, fresh, caplog, "--fresh")
+    said = compare(bright_dark_model_dir, bright_dark_data_dir, fresh, caplog, "--fresh")
     assert not [line for line in said if line.startswith("reused ")]
     assert {STAGE_LINE.match(line).group(2) for line in said if line.startswith("made ")} == {
         STAGE_LINE.match(line).group(2) for line in made
@@ -81,7 +70,7 @@ def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_
     assert fresh_rows == first_rows  # the same stages, made again: the same numbers
 
     # again with --fresh on the same OUT: its own run store's stages are reused, and said to be
-    said = compare(bright_dark_model_dir, data_dir, fresh, caplog, "--fresh")
+    said = compare(bright_dark_model_dir, bright_dark_data_dir, fresh, caplog, "--fresh")
     assert said and all(f"from the run store {fresh / 'store'}" in line for line in said if "reused" in line)
     assert not [line for line in said if line.startswith("made ")]
 

@@ -5,29 +5,17 @@ import json
 import re
 
 import pytest
-from conftest import bright_and_dark
+from conftest import TINY_CLI
 from PIL import Image
 
 from side_core.cli import build_parser, main
-from side_core.images import to_uint8
-
-TINY = ["--n-syn", "32", "--k", "3", "--tau", "0", "--classifier-steps", "30", "--steps", "4", "--batch-size", "16"]
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """The bright/dark model's own training images, as PNG files."""
-    folder = tmp_path_factory.mktemp("bright_dark_png")
-    for i, image in enumerate(to_uint8(bright_and_dark()[0])):
-        Image.fromarray(image.squeeze(-1), "L").save(folder / f"{i:02d}.png")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def compared(bright_dark_model_dir, data_dir, tmp_path_factory):
+def compared(bright_dark_model_dir, bright_dark_data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--n-samples", "24"]
-    assert main([*args, *TINY, "--out", str(out)]) == 0
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(bright_dark_data_dir), "--n-samples", "24"]
+    assert main([*args, *TINY_CLI, "--out", str(out)]) == 0
     return out
 
 
@@ -54,18 +42,18 @@ def test_compare_writes_the_stable_report(compared):
 
 
 @pytest.mark.slow
-def test_rerun_reuses_every_stage(compared, bright_dark_model_dir, data_dir, caplog):
+def test_rerun_reuses_every_stage(compared, bright_dark_model_dir, bright_dark_data_dir, caplog):
     caplog.set_level("INFO")
     before = sorted(p.name for p in (compared / "store").iterdir())
-    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--n-samples", "24"]
-    assert main([*args, *TINY, "--out", str(compared)]) == 0
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(bright_dark_data_dir), "--n-samples", "24"]
+    assert main([*args, *TINY_CLI, "--out", str(compared)]) == 0
     assert sorted(p.name for p in (compared / "store").iterdir()) == before
     assert "batch 1/" not in caplog.text  # nothing was sampled again
 
 
 @pytest.mark.slow
-def test_extract_one_method_and_prepare(bright_dark_model_dir, data_dir, tmp_path):
-    args = ["--model", str(bright_dark_model_dir), "--data", str(data_dir), *TINY]
+def test_extract_one_method_and_prepare(bright_dark_model_dir, bright_dark_data_dir, tmp_path):
+    args = ["--model", str(bright_dark_model_dir), "--data", str(bright_dark_data_dir), *TINY_CLI]
     assert main(["extract", "--method", "side", "--n-samples", "16", "--out", str(tmp_path / "x"), *args]) == 0
     report = json.loads((tmp_path / "x" / "report.json").read_text())
     assert list(report["methods"]) == ["side"]
@@ -85,13 +73,13 @@ def test_extract_one_method_and_prepare(bright_dark_model_dir, data_dir, tmp_pat
     ],
 )
 def test_bad_parameters_fail_cleanly_and_damage_nothing(
-    flags, message, bright_dark_model_dir, data_dir, tmp_path, capsys
+    flags, message, bright_dark_model_dir, bright_dark_data_dir, tmp_path, capsys
 ):
     out = tmp_path / "out"
     out.mkdir()
     (out / "report.json").write_text('{"kept": true}')
-    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--out", str(out)]
-    assert main([*args, *TINY, *flags]) == 2
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(bright_dark_data_dir), "--out", str(out)]
+    assert main([*args, *TINY_CLI, *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and re.search(message, err), err
     assert (out / "report.json").read_text() == '{"kept": true}'
@@ -117,14 +105,14 @@ def test_every_subcommand_explains_every_flag():
 
 @pytest.mark.slow
 def test_stages_in_the_bundled_store_are_used_in_place(
-    compared, bright_dark_model_dir, data_dir, tmp_path, monkeypatch
+    compared, bright_dark_model_dir, bright_dark_data_dir, tmp_path, monkeypatch
 ):
     """The CLI reads finished stages from the bundled store (here: the first compare's) and writes
     only the report into the new folder."""
     monkeypatch.setattr("side_core.pipeline.BUNDLED_STORE", compared / "store")
     out = tmp_path / "again"
-    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(data_dir), "--n-samples", "24"]
-    assert main([*args, *TINY, "--out", str(out)]) == 0
+    args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(bright_dark_data_dir), "--n-samples", "24"]
+    assert main([*args, *TINY_CLI, "--out", str(out)]) == 0
     assert (
         json.loads((out / "report.json").read_text())["methods"]
         == json.loads((compared / "report.json").read_text())["methods"]

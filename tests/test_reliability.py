@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import sys
+import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +37,14 @@ CONFIG = ExtractionConfig(
     sample=SampleConfig(num_steps=3, batch_size=4, guidance_scale=2.0),
 )
 PLAIN = replace(CONFIG.sample, guidance_scale=0.0)
+
+
+@pytest.fixture(autouse=True)
+def plain_main(monkeypatch):
+    """Spawned workers first run the parent's __main__ module again; after an app test that is the
+    Streamlit script it last ran (AppTest leaves it there), whose file may be gone, and every worker
+    would die and be replaced forever. Give them an empty one."""
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
 
 def _all_outputs(root: Path, model_dir: Path, global_seed: int) -> dict[str, torch.Tensor]:
