@@ -68,7 +68,7 @@ else:
         views.reach_metrics(
             resources.reach(run, surrogate),
             (
-                "Beyond the pool: SIDE / UnCond",
+                "Beyond pool: SIDE / UnCond",
                 f"{beyond['side']} / {beyond['uncond']}",
                 f"Training images copied that the pool had not: by SIDE's {beyond['samples']['side']} guided samples "
                 f"({rate['side']:.1f} per 1,000) and by the {beyond['samples']['uncond']} plain samples UnCond draws "

@@ -304,16 +304,16 @@ def reach_metrics(reach: dict[str, dict], beyond: tuple[str, str, str] | None = 
         label, value, help_text = beyond
         cols[0].metric(label, value, help=help_text)
     cols[1].metric(
-        "Pool: copied / reachable",
+        "Pool copies",
         f"{scorer['found']} / ~{scorer['estimate']:.0f}",
-        help=f"Training images the {scorer['n_samples']} pool samples copy, and how many plain sampling can reach "
-        "at all (Chao1 from how often each was copied). Reads the training set.",
+        help=f"Training images the {scorer['n_samples']} pool samples copy, of about how many plain sampling can "
+        "reach at all (Chao1, from how often each was copied). Reads the training set.",
     )
     cols[2].metric(
-        "Attacker: seen / reachable",
+        "Attacker sees",
         f"{attacker['found']} / ~{attacker['estimate']:.0f}",
-        help="Without the training set: images the pool shows three or more times (near-identical groups), and the "
-        f"estimate of how many plain sampling reaches; about {attacker['new_per_1000']:.1f} more per 1,000 samples.",
+        help="Without the training set: images the pool shows three or more times (near-identical groups), of "
+        f"about how many plain sampling reaches; about {attacker['new_per_1000']:.1f} more per 1,000 samples.",
     )
 
 

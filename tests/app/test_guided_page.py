@@ -28,8 +28,8 @@ def test_opens_on_the_most_promising_class_and_generates(open_app, app_env):
     assert shown["Copies, guided"].endswith("/ 4")
     # what the run found that the pool had not, and how much the pool holds of what is reachable
     assert int(shown["Beyond the pool"]) <= int(shown["Faces copied, guided"])
-    copied, reachable = shown["Pool: copied / reachable"].split(" / ~")
-    assert int(copied) <= float(reachable) and "Attacker: seen / reachable" in shown
+    copied, reachable = shown["Pool copies"].split(" / ~")
+    assert int(copied) <= float(reachable) and "Attacker sees" in shown
     captions = captions_of_images(at)
     # every sample, guided or not, carries its nearest similarity and band
     assert sum(c.startswith("guided #") and c.count("·") == 2 for c in captions) == 4

@@ -41,8 +41,8 @@ def test_the_whole_run_and_where_guided_samples_landed(open_app, app_env, tiny_s
 
     beyond = whole.beyond_pool()
     shown = {m.label: m.value for m in at.metric}
-    assert shown["Beyond the pool: SIDE / UnCond"] == f"{beyond['side']} / {beyond['uncond']}"
-    assert shown["Pool: copied / reachable"].startswith(f"{report.extra['reach']['scorer']['found']} / ~")
+    assert shown["Beyond pool: SIDE / UnCond"] == f"{beyond['side']} / {beyond['uncond']}"
+    assert shown["Pool copies"].startswith(f"{report.extra['reach']['scorer']['found']} / ~")
 
     landed = next(c for c in captions if c.startswith("Guided samples that landed"))
     for method, name in (("side", "SIDE"), ("cond", "Cond")):
