@@ -286,7 +286,7 @@ def build_report(
     evaluations = evaluations or {}
     timed: dict[str, Stage] = {}
     if sampling_cost is not None:
-        timed["the side-by-side timing of a plain and a guided sample"] = sampling_cost
+        timed["the side-by-side timing of a plain sample, a guided sample and a classifier step"] = sampling_cost
     if surrogate is not None:
         timed |= {"pool samples": surrogate.synthetic, "features": surrogate.features, "clusters": surrogate.clusters}
         timed |= {f"{m} classifier": stage for m, stage in surrogate.classifiers.items()}
@@ -396,10 +396,10 @@ def reach_text(reach: dict[str, dict]) -> str:
     a, s = reach["attacker"], reach["scorer"]
     rule = "keep sampling" if a["new_per_1000"] >= 1 else "stop: more samples would rarely show a new image"
     return (
-        f"Reach, from the {a['n_samples']}-sample pool: the attacker sees {a['found']} images repeated "
-        f"(near-identical groups) and estimates {a['estimate']:.0f} reachable, with about {a['new_per_1000']:.1f} "
-        f"new finds per 1,000 more samples ({rule}); the scorer counts {s['found']} images copied, of a Chao1 "
-        f"estimate of {s['estimate']:.0f}."
+        f"Reach, from the {a['n_samples']}-sample pool: the attacker sees {a['found']} images drawn three or more "
+        f"times (near-identical groups) and estimates {a['estimate']:.0f} reachable, with about "
+        f"{a['new_per_1000']:.1f} new finds per 1,000 more samples ({rule}); the scorer counts {s['found']} "
+        f"images copied, of a Chao1 estimate of {s['estimate']:.0f}."
     )
 
 

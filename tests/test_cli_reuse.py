@@ -49,7 +49,7 @@ def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_
     report = (again / "report.md").read_text()
     assert "Where and when the timings were measured:" in report
     assert f"reused from the read-only store `{bundled / 'store'}`" in report
-    assert "the side-by-side timing of a plain and a guided sample" in report
+    assert "the side-by-side timing of a plain sample, a guided sample and a classifier step" in report
     assert re.search(r"measured on `[^`]+` \(.+, \d+ cores, 1 torch thread, device cpu, torch ", report)
     timings = json.loads((again / "report.json").read_text())["timings"]
     assert all(source["read_only"] and source["made"]["host"] for source in timings.values())
