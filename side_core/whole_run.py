@@ -139,9 +139,8 @@ def whole_run(
 
     rates = cost.summary()
     plain_rate, guided_rate = rates["plain_per_sample"], rates["guided_per_sample"]
-    # the classifier as timed beside the samples; features and clusters (seconds) as their stages recorded
-    classifier = rates.get("classifier_seconds", side.seconds.get("classifier", 0.0))
-    surrogate = classifier + sum(side.seconds.get(k, 0.0) for k in ("features", "clusters"))
+    # the classifier as timed beside the samples; features and clusters as their stages recorded
+    surrogate = rates["classifier_seconds"] + sum(side.seconds.get(k, 0.0) for k in ("features", "clusters"))
     side_run = n_syn * plain_rate + surrogate + side.n_generated * guided_rate
     n_same_time = int(side_run / plain_rate) if plain_rate > 0 else n_total
     return WholeRun(
