@@ -158,7 +158,10 @@ def unfound_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> n
     labels = np.asarray(labels, dtype=np.int64)
     unfound = np.where(np.asarray(partner) >= 0, n_classes, labels).astype(np.int64)
     if not (unfound < n_classes).any():
-        raise SideError("Every pool sample in a class has a near-identical partner: nothing is left unfound to aim at.")
+        raise SideError(
+            "Every pool sample of every class has a near-identical partner: nothing is left unfound to aim at; "
+            "use --labels core or clusters."
+        )
     return unfound
 
 
