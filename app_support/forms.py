@@ -12,6 +12,7 @@ import streamlit as st
 from app_support import access, state
 from side_core.config import UNKEPT, ExtractionConfig
 from side_core.errors import SideError
+from side_core.models import bundled_models_help
 
 # Upper limits that keep a click in the app to minutes on a CPU; the CLI takes any size.
 MAX_N_SYN = 65_536
@@ -44,9 +45,8 @@ def steps_hint(num_steps: int) -> str | None:
 
 
 MODEL_HELP = (
-    "'default' (bundled, 100 LFW faces), 'faces100-memorized' (the same faces, memorized), 'faces40' (40 faces), a "
-    "local diffusers folder (DDPMPipeline.save_pretrained or a UNet2DModel folder), or a hub id such as "
-    "google/ddpm-cifar10-32 (online only)."
+    f"Bundled: {bundled_models_help()}. Or a local diffusers folder (DDPMPipeline.save_pretrained or a UNet2DModel "
+    "folder), or a hub id such as google/ddpm-cifar10-32 (online only)."
 )
 DATA_HELP = (
     "'default' (the bundled LFW faces) or a folder of images; they are converted to the model's channels and size."

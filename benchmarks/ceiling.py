@@ -2,7 +2,8 @@
 samples copy, with the richness estimates from their copy counts, scorer side and attacker side.
 
     python -m benchmarks.ceiling --name ceiling                      # the bundled default, 32,768 samples
-    python -m benchmarks.ceiling --model M --data D --name ceiling_fashion1k-repeats
+    python -m benchmarks.ceiling --model fashion1k-repeats --data runs/fashion1k/images \\
+        --repeats runs/fashion1k/train/repeats.json --name ceiling_fashion1k-repeats
 
 The samples come from one plain generation (seed --seed, which no extraction method uses) in the run
 store, so a later extraction benchmark on the same store reads it back instead of drawing it again.
@@ -10,8 +11,9 @@ The scorer counts each copy's nearest training image (high band): distinct image
 Good-Turing missing mass. The attacker sees only near-identical groups among the samples' features
 (side_core.allocation, side_core.richness): its estimate of the reachable images, and how it compares
 with Chao1. Also the same at the pool size --n-pool (the first samples), where the extraction
-benchmarks' surrogate stands. Writes NAME.json and NAME.md to benchmarks/results/; when the data folder
-holds a repeats.json (benchmarks.datasets), how often each repeat count was copied.
+benchmarks' surrogate stands. Writes NAME.json and NAME.md to benchmarks/results/; with --repeats (the
+repeats.json that benchmarks.datasets writes beside the training copies), how often each repeat count
+was copied.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=MAX_SEED - 7, help="generation seed (default: one no method uses)")
     p.add_argument("--feature", default="pixels", help="the attacker's feature for near-identical groups")
     p.add_argument("--name", default="ceiling", help="results base name")
+    p.add_argument("--repeats", type=Path, default=None, help="repeats.json of a --repeated training folder")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default=None)
     add_output_flags(p)
@@ -77,10 +80,10 @@ def reach_at(copied: np.ndarray, features: np.ndarray, n_train: int) -> dict:
     }
 
 
-def by_repeat_count(counts: np.ndarray, repeats: Path) -> dict | None:
+def by_repeat_count(counts: np.ndarray, repeats: Path | None) -> dict | None:
     """For data written by benchmarks.datasets with --repeated: per copies-in-training, the images
     with that count, how many were copied at least once, and their copies."""
-    if not repeats.exists():
+    if repeats is None:
         return None
     copies = {int(k): int(v) for k, v in json.loads(repeats.read_text())["copies"].items()}
     levels = np.array([copies.get(i, 1) for i in range(len(counts))])
@@ -120,7 +123,7 @@ def main() -> None:
         "at_n": reach_at(copied, features, n_train),
         "at_pool": reach_at(copied[: args.n_pool], features[: args.n_pool], n_train),
         "copy_counts": sorted((int(c) for c in counts[counts > 0]), reverse=True),
-        "by_repeat_count": by_repeat_count(counts, Path(args.data) / "repeats.json"),
+        "by_repeat_count": by_repeat_count(counts, args.repeats),
         "generation": generation.path.name,
         "seconds": round(time.perf_counter() - started, 1),
         **made_by,

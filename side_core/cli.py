@@ -86,13 +86,12 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
     from side_core.config import ALLOCATIONS, CLASSIFIER_RECIPES, CLASSIFIERS, LABELS, UNKEPT, ExtractionConfig
+    from side_core.models import bundled_models_help
 
     d = ExtractionConfig()
     c, s = d.cluster, d.sample
 
-    add_flag(
-        p, "--model", "default", "'default', 'faces100-memorized', 'faces40', a diffusers model folder, or a hub id"
-    )
+    add_flag(p, "--model", "default", f"{bundled_models_help()}, a diffusers model folder, or a hub id")
     add_flag(p, "--data", "default", "training images to score against: 'default' (bundled faces) or an image folder")
     p.add_argument("--n-data", type=int, default=None, help="keep the first N training images (default: all)")
     reuse = (

@@ -1,7 +1,7 @@
 """Loading and saving unconditional diffusion models (a diffusers UNet2DModel plus its scheduler).
 
 One entry point, :func:`load_model`, accepts
-- a bundled model by name (``default``, ``faces40``), shipped in ``assets/models/``;
+- a bundled model by name (``BUNDLED_MODELS``: ``default``, ``faces40``, ...), shipped in ``assets/models/``;
 - a folder saved by ``DDPMPipeline.save_pretrained`` (``model_index.json``, ``unet/``, ``scheduler/``);
 - a flat folder (``config.json`` + weights + ``scheduler_config.json``, as ``google/ddpm-*``);
 - a bare UNet folder (``config.json`` + weights; the default DDPM scheduler is assumed);
@@ -29,11 +29,31 @@ from side_core.store import file_fingerprint, stage_key
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    folder: Path
+    about: str  # what it was trained on, for help texts
+
+
 BUNDLED_MODELS = {
-    "default": ASSETS / "models" / "faces100",
-    "faces100-memorized": ASSETS / "models" / "faces100-memorized",
-    "faces40": ASSETS / "models" / "faces40",
+    "default": BundledModel(ASSETS / "models" / "faces100", "100 LFW faces, rarely copied"),
+    "faces100-memorized": BundledModel(ASSETS / "models" / "faces100-memorized", "the same faces, memorized"),
+    "faces40": BundledModel(ASSETS / "models" / "faces40", "40 faces"),
+    "fashion1k-repeats": BundledModel(
+        ASSETS / "models" / "fashion1k-repeats",
+        "1,000 Fashion-MNIST images, 100 of them repeated in training; score against the folder that "
+        "benchmarks/datasets.py writes",
+    ),
 }
+
+
+def bundled_models_help() -> str:
+    """The bundled models by name, for a help text."""
+    return ", ".join(f"'{name}' ({m.about})" for name, m in BUNDLED_MODELS.items())
+
+
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -110,7 +130,7 @@ def load_model(spec: str | os.PathLike = "default", device: str | torch.device |
     device = resolve_device(device)
     spec_str = str(spec)
     if spec_str in BUNDLED_MODELS:
-        folder = BUNDLED_MODELS[spec_str]
+        folder = BUNDLED_MODELS[spec_str].folder
         if not folder.exists():
             raise SideError(
                 f"The bundled model '{spec_str}' is missing from {folder}: reinstall the project "

@@ -9,7 +9,7 @@ from conftest import save_pipeline, tiny_scheduler, tiny_unet
 from safetensors.torch import save_file
 
 from side_core.errors import SideError
-from side_core.models import load_model
+from side_core.models import BUNDLED_MODELS, load_model
 
 
 def test_pipeline_layout(tiny_model_dir):
@@ -110,3 +110,13 @@ def test_pickle_weights_load_with_weights_only(tmp_path):
     torch.save({"evil": print}, tmp_path / "diffusion_pytorch_model.bin")
     with pytest.raises(SideError, match="Refused to load .*Unsupported global"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("name", list(BUNDLED_MODELS))
+def test_bundled_models_load_and_say_how_they_were_trained(name):
+    model = load_model(name, "cpu")
+    assert model.source == f"bundled:{name}" and model.fingerprint
+    training = json.loads((BUNDLED_MODELS[name].folder / "training.json").read_text())
+    assert training["command"].startswith("python -m side_core train")
+    assert training["history"][-1]["step"] == training["steps"]  # the history ends at the bundled checkpoint
+    assert training["data"]["channels"] == model.channels and training["data"]["size"] == model.size

@@ -18,6 +18,7 @@ from app_support import access, limits, state
 from app_support.access import LOOPBACK, Policy, decide, is_loopback, read_policy
 from benchmarks.app_server import app_server
 from side_core.errors import SideError
+from side_core.models import BUNDLED_MODELS
 
 from .helpers import TINY, button, metrics
 from .test_browser import CHROMIUM, CHROMIUM_ARGS, START_TIMEOUT_S, STEP_TIMEOUT_MS, settle
@@ -140,7 +141,7 @@ def test_what_the_operator_started_with_is_allowed(disk):
 def test_the_pickers_offer_named_and_allowed_folders(disk):
     visitor = locked_visitor(disk)
     allowed = disk["allowed"].resolve()
-    assert visitor.choices("model") == ["default", "faces100-memorized", "faces40", str(allowed / "model")]
+    assert visitor.choices("model") == [*BUNDLED_MODELS, str(allowed / "model")]
     # the escape symlink leads to a folder of images, and is not offered
     assert visitor.choices("data") == ["default", str(allowed / "faces")]
 
@@ -192,7 +193,7 @@ def test_a_locked_visitor_picks_among_what_the_server_offers(locked_app, tiny_mo
     assert not at.text_input  # pickers, not free text
     model, data = at.selectbox
     # what is open first, then the bundled ones and the operator's, then the allowed folders
-    assert model.options == [str(tiny_model_dir), "default", "faces100-memorized", "faces40"]
+    assert model.options == [str(tiny_model_dir), *BUNDLED_MODELS]
     assert data.options == [str(tiny_data_dir), "default", str((allowed / "faces").resolve())]
     data.set_value(str((allowed / "faces").resolve()))
     button(at, "Open").click().run()
