@@ -2,7 +2,7 @@
 
     python -m benchmarks.datasets fashion-mnist --n 100 --out runs/fashion100/images
     python -m benchmarks.datasets fashion-mnist --n 1000 --out runs/fashion1k/images \\
-        --repeated 100 --train-out runs/fashion1k/train
+        --repeated 300 --train-out runs/fashion1k/train
 
 Fashion-MNIST comes from Debian's package ``dataset-fashion-mnist`` (``apt-get install
 dataset-fashion-mnist``), which installs the original IDX files under
@@ -11,11 +11,14 @@ their index, so that ``python -m side_core train --data OUT`` and ``--data OUT``
 same set.
 
 With ``--repeated R --train-out TRAIN``, TRAIN holds the same N images plus extra copies of R of
-them, chosen with a fixed seed and repeated 2, 4, 8, 16 or 32 times in all (more images at the lower
-counts, as duplicates are in web data); train on TRAIN and score against OUT, which holds each image
-once. Duplicated images are the ones a model memorizes first (Carlini et al. 2023), so the copies
-give a long tail of memorization strength with a known cause. TRAIN/repeats.json lists every
-repeated image with its count.
+them, chosen with a fixed seed and repeated 2 to 32 times in all, heavy-tailed as duplicates are in
+web data: the images with at least c copies number R (c / 2)^-1.5, so each doubling of the count has
+about 2.8 times fewer images (R = 300: 194 images with 2-3 copies, 69 with 4-7, 24 with 8-15, 9 with
+16-31, 4 with 32). Train on TRAIN and score against OUT, which holds each image once. Duplicated
+images are the ones a model memorizes first (Carlini et al. 2023), and a model's chance of drawing an
+image grows much faster than its count, so the images at each count outnumber all the more repeated
+ones together: whatever number of samples an attacker draws, most of the next images it could find
+lie just past its reach. TRAIN/repeats.json lists every repeated image with its count.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from side_core.errors import SideError
 from side_core.store import atomic_path, write_json
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-REPEAT_COUNTS = (2, 4, 8, 16, 32)  # copies in all of a repeated image
+MAX_COPIES = 32  # copies in all of the most repeated images
+TAIL = 1.5  # the images with at least c copies fall as c^-TAIL
 REPEAT_SEED = 0
 
 
@@ -48,17 +52,13 @@ def read_idx_images(path: Path) -> np.ndarray:
 def repeat_counts(n_images: int, n_repeated: int, seed: int = REPEAT_SEED) -> dict[int, int]:
     """Image index -> copies in all, for ``n_repeated`` images drawn with ``seed``.
 
-    The number of images at count c falls as 1 / sqrt(c) (largest remainder rounding), so a few
-    images are repeated 32 times and many twice."""
+    The k-th drawn image gets floor(2 (R / k)^(1 / TAIL)) copies, at most MAX_COPIES: the quantiles of a
+    discrete Pareto law, so that exactly floor(R (c / 2)^-TAIL) images have at least c copies."""
     if not 0 <= n_repeated <= n_images:
         raise SideError(f"--repeated {n_repeated} must be between 0 and --n {n_images}.")
-    share = np.array([c**-0.5 for c in REPEAT_COUNTS])
-    share = share / share.sum() * n_repeated
-    per_count = np.floor(share).astype(int)
-    for i in np.argsort(per_count - share)[: n_repeated - per_count.sum()]:
-        per_count[i] += 1
+    rank = np.arange(1, n_repeated + 1)
+    counts = np.minimum(MAX_COPIES, np.floor(2 * (n_repeated / rank) ** (1 / TAIL))).astype(int)
     chosen = np.random.default_rng(seed).choice(n_images, size=n_repeated, replace=False)
-    counts = np.repeat(REPEAT_COUNTS, per_count)
     return {int(i): int(c) for i, c in zip(chosen, counts, strict=True)}
 
 

@@ -30,10 +30,11 @@ import torch
 
 from side_core.config import ALLOCATIONS
 from side_core.errors import SideError
-from side_core.neighbours import similarities_to_others
+from side_core.neighbours import nearest_others, similarities_to_others
 from side_core.stages import Sharding
 
 NEAR_IDENTICAL_QUANTILE = 0.95
+NEAR_MISS_QUANTILE = 0.80  # a near miss is at least as close to another sample as the closest 20% of pairs
 WEIGHTED = ("flagged", "missing")  # the allocations that draw classes by weights from the pool
 
 
@@ -163,6 +164,27 @@ def unfound_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> n
             "use --labels core or clusters."
         )
     return unfound
+
+
+def near_miss_labels(labels: np.ndarray, n_classes: int, partner: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """(N,) int64 "near" labels: a class keeps its pool samples that nearly coincide with another, at
+    least the ``NEAR_MISS_QUANTILE`` quantile of the pool's nearest-other similarities, yet have no
+    near-identical partner, and whose nearest sample has none either; every other sample is background.
+
+    A model that copies an image now and then draws near misses of it more often than copies: samples
+    almost alike, not yet alike enough to count as found. Samples near an image the pool already repeats
+    are left out, so guidance aims at the images the pool has not found. ``features`` (N, D): the pool's
+    L2-normalised features (those ``partner`` came from)."""
+    labels, partner = np.asarray(labels, dtype=np.int64), np.asarray(partner)
+    nn, nearest = nearest_others(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)))
+    near = (nn >= np.quantile(nn, NEAR_MISS_QUANTILE)) & (partner < 0) & (partner[nearest] < 0)
+    kept = np.where(near, labels, n_classes).astype(np.int64)
+    if not (kept < n_classes).any():
+        raise SideError(
+            "No pool sample in any class is a near miss (close to another sample, not near-identical): nothing to "
+            "aim at; use --labels core or clusters."
+        )
+    return kept
 
 
 def near_identical_groups(partner: np.ndarray) -> np.ndarray:

@@ -153,7 +153,8 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         d.labels,
         "what the classifier learns: each class's pool samples with a near-identical partner, the rest "
         "background (core), every member of each kept cluster (clusters, the paper), or each class's pool samples "
-        "without such a partner, so that guidance steers away from images the pool already repeats (unfound)",
+        "without such a partner, so that guidance steers away from images the pool already repeats (unfound), or "
+        "each class's near misses, samples almost alike that no near-identical pair has found yet (near)",
         choices=LABELS,
     )
     recipes = ", ".join(f"{name} {recipe.steps}" for name, recipe in CLASSIFIER_RECIPES.items())

@@ -28,10 +28,11 @@ ALLOCATIONS = ("flagged", "uniform", "stratified", "missing")
 CLASSIFIERS = ("unet-head", "resnet")
 # What the classifier learns: "core", each kept cluster's pool samples that have a near-identical
 # partner in the pool (everything else background); "clusters", every member of each kept cluster;
-# "unfound", each kept cluster's pool samples with no near-identical partner (the repeated ones background).
-LABELS = ("core", "clusters", "unfound")
+# "unfound", each kept cluster's pool samples with no near-identical partner (the repeated ones background);
+# "near", each kept cluster's near misses: samples almost alike that no near-identical pair has found yet.
+LABELS = ("core", "clusters", "unfound", "near")
 # The labels drawn from the pool's near-identical pairs (they need its pool stage).
-POOL_LABELS = ("core", "unfound")
+POOL_LABELS = ("core", "unfound", "near")
 # Where a time-dependent classifier's training timesteps are drawn: "sampler", the sampler's own
 # timesteps (where guidance acts); "uniform", all training timesteps (the paper).
 TRAIN_TIMESTEPS = ("sampler", "uniform")

@@ -196,15 +196,16 @@ def similarities_to_others(vectors: torch.Tensor, chunk: int = 1024) -> Iterator
         yield start, s
 
 
-def train_nn_similarity(
-    train: torch.Tensor, chunk: int = 1024, device: str | torch.device | None = None
+def nearest_others(
+    vectors: torch.Tensor, chunk: int = 1024, device: str | torch.device | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each training vector's similarity to, and index of, its nearest *other* training vector."""
-    if len(train) < 2:
+    """Each vector's similarity to, and index of, its nearest *other* vector (training images, or a pool's
+    samples)."""
+    if len(vectors) < 2:
         raise SideError("Need at least 2 training images to compare them with each other.")
-    train = train.to(device) if device is not None else train
+    vectors = vectors.to(device) if device is not None else vectors
     sims, idxs = [], []
-    for _, s in similarities_to_others(train, chunk):
+    for _, s in similarities_to_others(vectors, chunk):
         top = s.max(dim=1)
         sims.append(top.values.cpu())
         idxs.append(top.indices.cpu())

@@ -27,6 +27,7 @@ from side_core.allocation import (
     Target,
     core_labels,
     near_identical_groups,
+    near_miss_labels,
     pool_neighbours,
     unfound_labels,
 )
@@ -55,7 +56,7 @@ from side_core.embed import embed
 from side_core.errors import SideError
 from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve, in_band, summarize
 from side_core.models import LoadedModel
-from side_core.neighbours import QueryBlocks, make_similarity, search, train_nn_similarity
+from side_core.neighbours import QueryBlocks, make_similarity, nearest_others, search
 from side_core.sampling import SampleProgress, make_scheduler, sample, validate
 from side_core.stages import Sharding, StageMissing, Stages, read_shards
 from side_core.store import Stage, finite_or_none, read_array, read_tensors, stage_key, write_array, write_tensors
@@ -470,8 +471,12 @@ class Run:
         kind = classifier.inputs.get("labels")
         if kind in POOL_LABELS:
             partner = read_array(self.find(classifier.inputs["pool"]).file("partner.npy"))
-            pool_rule = core_labels if kind == "core" else unfound_labels
-            labels = pool_rule(labels, clusters.summary()["n_classes"], partner)
+            n_classes = clusters.summary()["n_classes"]
+            if kind == "near":
+                features = l2_normalise(read_array(self.find(clusters.inputs["features"]).file("features.npy")))
+                labels = near_miss_labels(labels, n_classes, partner, features)
+            else:
+                labels = (core_labels if kind == "core" else unfound_labels)(labels, n_classes, partner)
         seed = classifier.inputs.get("shuffled_labels")
         return torch.from_numpy(labels if seed is None else shuffled_labels(labels, seed))
 
@@ -567,7 +572,7 @@ class Run:
 
         def make(stage: Stage) -> dict:
             vectors = self.similarity.vectors(self.data.images)
-            nn_sim, nn_idx = train_nn_similarity(vectors, device=self.model.device)
+            nn_sim, nn_idx = nearest_others(vectors, device=self.model.device)
             bands = self.fixed_bands or bands_from_train(nn_sim)
             write_tensors(stage.file("vectors.safetensors"), {"vectors": vectors})
             write_array(stage.file("nn_similarity.npy"), nn_sim)

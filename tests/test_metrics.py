@@ -6,7 +6,7 @@ import torch
 
 from side_core.errors import SideError
 from side_core.metrics import Bands, ams, bands_from_train, in_band, p95, summarize, ums
-from side_core.neighbours import make_similarity, search, train_nn_similarity
+from side_core.neighbours import make_similarity, nearest_others, search
 
 BAND = (0.5, 0.8)
 
@@ -59,7 +59,7 @@ def test_copy_scores_high_and_noise_does_not():
     train = torch.rand(20, 1, 8, 8) * 2 - 1
     similarity = make_similarity("pixel")
     train_vectors = similarity.vectors(train)
-    nn_sim, _ = train_nn_similarity(train_vectors)
+    nn_sim, _ = nearest_others(train_vectors)
     bands = bands_from_train(nn_sim)
     copy = train[7:8].clone()  # an exact copy; its similarity to others equals the original's
     noise = torch.randn(1, 1, 8, 8)

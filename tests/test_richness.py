@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from side_core.allocation import core_labels, unfound_labels
+from side_core.allocation import core_labels, near_miss_labels, unfound_labels
+from side_core.cluster import l2_normalise
 from side_core.errors import SideError
 from side_core.richness import attacker_reach, chao1, frequency_counts, missing_mass, scorer_reach
 
@@ -71,3 +72,21 @@ def test_unfound_labels_are_the_complement_of_core_labels():
     assert ((core < 3) ^ (unfound < 3) == in_class).all()  # each class member is in exactly one of the two
     with pytest.raises(SideError, match="nothing is left unfound"):
         unfound_labels(np.array([0, 1]), 2, np.array([1, 0]))
+
+
+def test_near_miss_labels_keep_samples_almost_alike_that_no_pair_has_found():
+    rng = np.random.default_rng(0)
+    spread = rng.normal(size=(40, 16))  # samples alike to nothing
+    found = np.repeat(rng.normal(size=(1, 16)), 3, axis=0) + 0.001 * rng.normal(size=(3, 16))  # a found image
+    variant = found[:1] + 0.6 * rng.normal(size=(1, 16))  # closest to the found image
+    missed = np.repeat(rng.normal(size=(1, 16)), 4, axis=0) + 0.25 * rng.normal(size=(4, 16))  # near misses
+    features = l2_normalise(np.concatenate([spread, found, variant, missed]))
+    partner = np.full(len(features), -1)
+    partner[40:43] = [41, 40, 40]  # the pool's one near-identical group
+    labels = np.zeros(len(features), dtype=np.int64)
+    near = near_miss_labels(labels, 1, partner, features)
+    assert (near[44:48] == 0).all()  # the image the pool almost drew again
+    assert (near[40:44] == 1).all()  # the found image and its variant are background
+    assert (near[:40] == 1).sum() >= 35  # and almost all samples alike to nothing
+    with pytest.raises(SideError, match="near miss"):
+        near_miss_labels(labels, 1, np.zeros(len(features), dtype=np.int64), features)  # all found

@@ -31,7 +31,7 @@ from side_core.data import load_training_set
 from side_core.errors import SideError
 from side_core.metrics import Bands, bands_from_train
 from side_core.models import load_model
-from side_core.neighbours import make_similarity, train_nn_similarity
+from side_core.neighbours import make_similarity, nearest_others
 from side_core.store import write_json
 
 
@@ -284,7 +284,7 @@ def test_a_thumbnail_is_skipped_not_the_size_of_everything(tmp_path, caplog):
 
 # -- bands that stay meaningful --------------------------------------------------------------------
 def _nn(images: torch.Tensor) -> np.ndarray:
-    return train_nn_similarity(make_similarity("pixel").vectors(images))[0]
+    return nearest_others(make_similarity("pixel").vectors(images))[0]
 
 
 @pytest.mark.parametrize(
