@@ -114,14 +114,37 @@ def flagged_share(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np
     ``labels`` (N,) surrogate labels of the pool (``n_classes``: background), ``partner`` (N,) from
     :func:`pool_neighbours`. Raises when no class holds such a sample: there is no evidence to aim by."""
     labels, flagged = np.asarray(labels), np.asarray(partner) >= 0
-    sizes = np.bincount(labels, minlength=n_classes + 1)[:n_classes]
-    counts = np.bincount(labels[flagged], minlength=n_classes + 1)[:n_classes]
-    if not counts.any():
+    if not (flagged & (labels < n_classes)).any():
         raise SideError(
             f"None of the {n_classes} surrogate classes holds a pool sample with a near-identical partner "
             f"({int(flagged.sum())} flagged in all): use --allocation uniform and --labels clusters, or raise N_syn."
         )
+    return kept_share(labels, n_classes, np.where(flagged, labels, n_classes))
+
+
+def kept_share(labels: np.ndarray, n_classes: int, kept: np.ndarray) -> np.ndarray:
+    """(n_classes,) float64: the share of each class's pool samples that the pool labels ``kept`` (N,)
+    (:func:`pool_labels`) keep in it; the flagged allocation's weights."""
+    labels, kept = np.asarray(labels), np.asarray(kept)
+    sizes = np.bincount(labels, minlength=n_classes + 1)[:n_classes]
+    counts = np.bincount(labels[(kept == labels) & (labels < n_classes)], minlength=n_classes + 1)[:n_classes]
     return counts / np.maximum(sizes, 1)
+
+
+def pool_labels(
+    kind: str, labels: np.ndarray, n_classes: int, partner: np.ndarray, features: np.ndarray | None = None
+) -> np.ndarray:
+    """(N,) int64: the labels of ``kind`` (config.POOL_LABELS) drawn from cluster ``labels`` and the pool's
+    near-identical partners (and, for "near", its L2-normalised features)."""
+    if kind == "core":
+        return core_labels(labels, n_classes, partner)
+    if kind == "unfound":
+        return unfound_labels(labels, n_classes, partner)
+    if kind == "near":
+        if features is None:
+            raise SideError("Near-miss labels need the pool's features.")
+        return near_miss_labels(labels, n_classes, partner, features)
+    raise SideError(f"Unknown pool labels {kind!r}: use one of core, unfound, near.")
 
 
 def missing_share(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:

@@ -20,9 +20,18 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from side_core.allocation import WEIGHTED, Target, flagged_share, missing_share, near_identical_groups
+from side_core.allocation import (
+    WEIGHTED,
+    Target,
+    flagged_share,
+    kept_share,
+    missing_share,
+    near_identical_groups,
+    pool_labels,
+)
 from side_core.classifier import ClassifierReport
-from side_core.config import MAX_SEED, ExtractionConfig
+from side_core.cluster import l2_normalise
+from side_core.config import MAX_SEED, POOL_LABELS, ExtractionConfig
 from side_core.embed import load_sscd
 from side_core.errors import SideError
 from side_core.metrics import in_band
@@ -82,8 +91,14 @@ class Surrogate:
         weights = None
         if self.allocation in WEIGHTED:  # the pool's evidence: no training data
             labels, partner = read_array(self.clusters.file("labels.npy")), read_array(self.pool.file("partner.npy"))
-            share = flagged_share if self.allocation == "flagged" else missing_share
-            weights = tuple(share(labels, n_classes, partner))
+            kind = self.classifiers[method].inputs.get("labels")
+            if self.allocation == "missing":
+                weights = tuple(missing_share(labels, n_classes, partner))
+            elif kind in POOL_LABELS:  # flagged: where the classifier's labels keep samples
+                features = l2_normalise(read_array(self.features.file("features.npy")))
+                weights = tuple(kept_share(labels, n_classes, pool_labels(kind, labels, n_classes, partner, features)))
+            else:
+                weights = tuple(flagged_share(labels, n_classes, partner))
         return Target(name, n_classes, allocation=self.allocation, weights=weights)
 
     def classifier_report(self, method: str, evaluation: Stage | None = None) -> ClassifierReport:

@@ -25,11 +25,9 @@ from side_core import distributed
 from side_core.allocation import (
     NEAR_IDENTICAL_QUANTILE,
     Target,
-    core_labels,
     near_identical_groups,
-    near_miss_labels,
+    pool_labels,
     pool_neighbours,
-    unfound_labels,
 )
 from side_core.classifier import (
     classifier_config,
@@ -471,12 +469,8 @@ class Run:
         kind = classifier.inputs.get("labels")
         if kind in POOL_LABELS:
             partner = read_array(self.find(classifier.inputs["pool"]).file("partner.npy"))
-            n_classes = clusters.summary()["n_classes"]
-            if kind == "near":
-                features = l2_normalise(read_array(self.find(clusters.inputs["features"]).file("features.npy")))
-                labels = near_miss_labels(labels, n_classes, partner, features)
-            else:
-                labels = (core_labels if kind == "core" else unfound_labels)(labels, n_classes, partner)
+            features = l2_normalise(read_array(self.find(clusters.inputs["features"]).file("features.npy")))
+            labels = pool_labels(kind, labels, clusters.summary()["n_classes"], partner, features)
         seed = classifier.inputs.get("shuffled_labels")
         return torch.from_numpy(labels if seed is None else shuffled_labels(labels, seed))
 

@@ -11,8 +11,10 @@ from side_core.allocation import (
     balanced_targets,
     core_labels,
     flagged_share,
+    kept_share,
     missing_share,
     near_identical_groups,
+    pool_labels,
     pool_neighbours,
 )
 from side_core.cluster import kept_clusters, l2_normalise
@@ -150,3 +152,14 @@ def test_missing_allocation_favours_classes_about_to_find_over_classes_that_foun
     drawn = target.classes(0, Sharding(700, 700), 0)
     assert 0.6 < (drawn == 1).mean() < 0.8 and (drawn == 0).any()  # 5/7 expected; no class left out
     assert target.key()["allocation"] == "missing"
+
+
+def test_kept_share_weights_classes_by_what_their_labels_keep():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 3, 3])
+    partner = np.array([1, 0, -1, -1, -1, -1, 7, 6, 9, 8])
+    core = pool_labels("core", labels, 3, partner)
+    assert kept_share(labels, 3, core).tolist() == flagged_share(labels, 3, partner).tolist()  # the same weights
+    unfound = pool_labels("unfound", labels, 3, partner)
+    assert kept_share(labels, 3, unfound).tolist() == [0.5, 1.0, 0.0]  # aims away from what the pool repeats
+    with pytest.raises(SideError, match="features"):
+        pool_labels("near", labels, 3, partner)
