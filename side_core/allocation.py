@@ -17,7 +17,8 @@ N_syn plain samples: two samples are near-identical when their feature cosine is
 ``NEAR_IDENTICAL_QUANTILE`` quantile of the pool's nearest-neighbour similarities, i.e. as close as
 the closest 5% of the pool's neighbour pairs. The Filter baseline reports the pool samples that have a
 near-identical partner in the pool; "core" labels (:func:`core_labels`) keep only those samples in
-each class, so the classifier learns the repeated images rather than everything near them.
+each class, so the classifier learns the repeated images rather than everything near them; "near"
+labels (:func:`near_miss_labels`) keep each class's near misses instead, to find what the pool has not.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from side_core.config import ALLOCATIONS
+from side_core.config import ALLOCATIONS, POOL_LABELS
 from side_core.errors import SideError
 from side_core.neighbours import nearest_others, similarities_to_others
 from side_core.stages import Sharding
@@ -144,7 +145,7 @@ def pool_labels(
         if features is None:
             raise SideError("Near-miss labels need the pool's features.")
         return near_miss_labels(labels, n_classes, partner, features)
-    raise SideError(f"Unknown pool labels {kind!r}: use one of core, unfound, near.")
+    raise SideError(f"Unknown pool labels {kind!r}: use one of {', '.join(POOL_LABELS)}.")
 
 
 def missing_share(labels: np.ndarray, n_classes: int, partner: np.ndarray) -> np.ndarray:
