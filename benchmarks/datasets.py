@@ -15,10 +15,9 @@ them, chosen with a fixed seed and repeated 2 to 32 times in all, heavy-tailed a
 web data: the images with at least c copies number R (c / 2)^-1.5, so each doubling of the count has
 about 2.8 times fewer images (R = 300: 194 images with 2-3 copies, 69 with 4-7, 24 with 8-15, 9 with
 16-31, 4 with 32). Train on TRAIN and score against OUT, which holds each image once. Duplicated
-images are the ones a model memorizes first (Carlini et al. 2023), and a model's chance of drawing an
-image grows much faster than its count, so the images at each count outnumber all the more repeated
-ones together: whatever number of samples an attacker draws, most of the next images it could find
-lie just past its reach. TRAIN/repeats.json lists every repeated image with its count.
+images are the ones a model memorizes first (Carlini et al. 2023); at each count there are more
+images than at all higher counts together, so that more samples keep reaching new images.
+TRAIN/repeats.json lists every repeated image with its count.
 """
 
 from __future__ import annotations
