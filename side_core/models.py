@@ -43,7 +43,7 @@ BUNDLED_MODELS = {
     "faces40": BundledModel(ASSETS / "models" / "faces40", "40 faces"),
     "fashion1k-repeats": BundledModel(
         ASSETS / "models" / "fashion1k-repeats",
-        "1,000 Fashion-MNIST images, 100 of them repeated in training; score against the folder that "
+        "1,000 Fashion-MNIST images, 300 of them repeated in training; score against the folder that "
         "benchmarks/datasets.py writes",
     ),
 }

@@ -27,10 +27,8 @@ from side_core.allocation import (
     kept_share,
     missing_share,
     near_identical_groups,
-    pool_labels,
 )
 from side_core.classifier import ClassifierReport
-from side_core.cluster import l2_normalise
 from side_core.config import MAX_SEED, POOL_LABELS, ExtractionConfig
 from side_core.embed import load_sscd
 from side_core.errors import SideError
@@ -38,7 +36,7 @@ from side_core.metrics import in_band
 from side_core.models import ASSETS
 from side_core.report import Report, SweepPoint, build_report, method_result
 from side_core.richness import attacker_reach, scorer_reach
-from side_core.run import Run
+from side_core.run import Run, stored_pool_labels
 from side_core.sampling import SampleProgress, validate
 from side_core.store import Stage, read_array
 from side_core.whole_run import WholeRun, whole_run
@@ -95,8 +93,8 @@ class Surrogate:
             if self.allocation == "missing":
                 weights = tuple(missing_share(labels, n_classes, partner))
             elif kind in POOL_LABELS:  # flagged: where the classifier's labels keep samples
-                features = l2_normalise(read_array(self.features.file("features.npy")))
-                weights = tuple(kept_share(labels, n_classes, pool_labels(kind, labels, n_classes, partner, features)))
+                kept = stored_pool_labels(kind, self.clusters, self.pool, self.features)
+                weights = tuple(kept_share(labels, n_classes, kept))
             else:
                 weights = tuple(flagged_share(labels, n_classes, partner))
         return Target(name, n_classes, allocation=self.allocation, weights=weights)

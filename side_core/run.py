@@ -65,6 +65,14 @@ T = TypeVar("T")
 CLASSIFIER_TIMED_STEPS = 10  # classifier training steps timed per round of the sampling cost
 
 
+def stored_pool_labels(kind: str, clusters: Stage, pool: Stage, features: Stage) -> np.ndarray:
+    """(N,) int64: the pool labels of ``kind`` (config.POOL_LABELS, side_core.allocation.pool_labels) of
+    a stored clustering and pool stage; the features are read only for the near-miss labels, which need them."""
+    labels, partner = read_array(clusters.file("labels.npy")), read_array(pool.file("partner.npy"))
+    vectors = l2_normalise(read_array(features.file("features.npy"))) if kind == "near" else None
+    return pool_labels(kind, labels, clusters.summary()["n_classes"], partner, vectors)
+
+
 class Run:
     """A run store at ``root`` for one model and (optionally) one training set."""
 
@@ -465,12 +473,12 @@ class Run:
         """(N,) int64: the labels a classifier stage is trained on, one per sample of its generation:
         its clusters' surrogate labels (or their core), permuted for the shuffled-label control."""
         clusters = self.find(classifier.inputs["clusters"])
-        labels = read_array(clusters.file("labels.npy"))
         kind = classifier.inputs.get("labels")
         if kind in POOL_LABELS:
-            partner = read_array(self.find(classifier.inputs["pool"]).file("partner.npy"))
-            features = l2_normalise(read_array(self.find(clusters.inputs["features"]).file("features.npy")))
-            labels = pool_labels(kind, labels, clusters.summary()["n_classes"], partner, features)
+            features = self.find(clusters.inputs["features"])
+            labels = stored_pool_labels(kind, clusters, self.find(classifier.inputs["pool"]), features)
+        else:
+            labels = read_array(clusters.file("labels.npy"))
         seed = classifier.inputs.get("shuffled_labels")
         return torch.from_numpy(labels if seed is None else shuffled_labels(labels, seed))
 
