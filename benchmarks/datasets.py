@@ -3,6 +3,8 @@
     python -m benchmarks.datasets fashion-mnist --n 100 --out runs/fashion100/images
     python -m benchmarks.datasets fashion-mnist --n 1000 --out runs/fashion1k/images \\
         --repeated 300 --train-out runs/fashion1k/train
+    python -m benchmarks.datasets fashion-mnist --n 1000 --out runs/fashion1k/images \\
+        --repeated 300 --copies 16 --train-out runs/flat16/train
 
 Fashion-MNIST comes from Debian's package ``dataset-fashion-mnist`` (``apt-get install
 dataset-fashion-mnist``), which installs the original IDX files under
@@ -17,7 +19,9 @@ about 2.8 times fewer images (R = 300: 194 images with 2-3 copies, 69 with 4-7, 
 16-31, 4 with 32). Train on TRAIN and score against OUT, which holds each image once. Duplicated
 images are the ones a model memorizes first (Carlini et al. 2023); at each count there are more
 images than at all higher counts together, so that more samples keep reaching new images.
-TRAIN/repeats.json lists every repeated image with its count.
+With ``--copies C`` every one of the R images has C copies instead: the model then memorizes many
+images at once, each as strongly as its content allows, so their copy rates spread over orders of
+magnitude rather than following their counts. TRAIN/repeats.json lists every repeated image with its count.
 """
 
 from __future__ import annotations
@@ -48,15 +52,21 @@ def read_idx_images(path: Path) -> np.ndarray:
         return np.frombuffer(f.read(n * h * w), dtype=np.uint8).reshape(n, h, w)
 
 
-def repeat_counts(n_images: int, n_repeated: int, seed: int = REPEAT_SEED) -> dict[int, int]:
+def repeat_counts(n_images: int, n_repeated: int, copies: int | None = None, seed: int = REPEAT_SEED) -> dict[int, int]:
     """Image index -> copies in all, for ``n_repeated`` images drawn with ``seed``.
 
-    The k-th drawn image gets floor(2 (R / k)^(1 / TAIL)) copies, at most MAX_COPIES: the quantiles of a
-    discrete Pareto law, so that exactly floor(R (c / 2)^-TAIL) images have at least c copies."""
+    With ``copies`` every drawn image gets that many. Without, the k-th drawn image gets
+    floor(2 (R / k)^(1 / TAIL)) copies, at most MAX_COPIES: the quantiles of a discrete Pareto law, so
+    that exactly floor(R (c / 2)^-TAIL) images have at least c copies."""
     if not 0 <= n_repeated <= n_images:
         raise SideError(f"--repeated {n_repeated} must be between 0 and --n {n_images}.")
+    if copies is not None and not 2 <= copies <= MAX_COPIES:
+        raise SideError(f"--copies {copies} must be between 2 and {MAX_COPIES}.")
     rank = np.arange(1, n_repeated + 1)
-    counts = np.minimum(MAX_COPIES, np.floor(2 * (n_repeated / rank) ** (1 / TAIL))).astype(int)
+    if copies is None:
+        counts = np.minimum(MAX_COPIES, np.floor(2 * (n_repeated / rank) ** (1 / TAIL))).astype(int)
+    else:
+        counts = np.full(n_repeated, copies)
     chosen = np.random.default_rng(seed).choice(n_images, size=n_repeated, replace=False)
     return {int(i): int(c) for i, c in zip(chosen, counts, strict=True)}
 
@@ -80,6 +90,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100, help="the first N training images (default 100)")
     p.add_argument("--out", required=True, help="folder for the PNG files, each image once (for scoring)")
     p.add_argument("--repeated", type=int, default=0, help="images given extra copies in --train-out (default 0)")
+    p.add_argument(
+        "--copies", type=int, default=None, help="copies of every repeated image (default: 2 to 32, heavy-tailed)"
+    )
     p.add_argument("--train-out", default=None, help="folder for the training files with the copies")
     args = p.parse_args()
     if not FASHION_MNIST.exists():
@@ -90,7 +103,7 @@ def main() -> None:
     export(images, Path(args.out))
     print(f"{len(images)} images in {args.out}")
     if args.train_out:
-        copies = repeat_counts(len(images), args.repeated)
+        copies = repeat_counts(len(images), args.repeated, args.copies)
         written = export(images, Path(args.train_out), copies)
         write_json(
             Path(args.train_out) / "repeats.json",

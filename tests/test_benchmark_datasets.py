@@ -20,9 +20,21 @@ def test_repeat_counts_follow_the_heavy_tail():
     assert repeat_counts(1000, 300) == copies  # a fixed seed: anyone rebuilds the same world
 
 
+def test_flat_repeat_counts_give_every_image_the_same_copies_of_the_same_draw():
+    copies = repeat_counts(1000, 300, copies=16)
+    assert set(copies.values()) == {16}
+    assert copies.keys() == repeat_counts(1000, 300).keys()  # the same images as the heavy tail's
+
+
 def test_repeat_counts_refuse_more_images_than_there_are():
     with pytest.raises(SideError, match="between 0 and"):
         repeat_counts(10, 11)
+
+
+@pytest.mark.parametrize("copies", [1, MAX_COPIES + 1])
+def test_repeat_counts_refuse_copies_out_of_range(copies):
+    with pytest.raises(SideError, match="--copies"):
+        repeat_counts(10, 5, copies=copies)
 
 
 def test_export_writes_each_copy(tmp_path):
