@@ -5,8 +5,9 @@ that no pool sample copies, per 1,000 guided samples, against plain samples draw
     python -m benchmarks.beyond --threads 1 --name beyond-faces100
     python -m benchmarks.beyond --model M --data D --variants core:flagged,unfound:missing:0-600 --name beyond-x
 
-A variant is LABELS:ALLOCATION[:T_LOW-T_HIGH[:SCALE]] (side_core.config.LABELS and ALLOCATIONS; the
-window and scale default to every step and the engine's lambda). Every variant shares the pool (N_syn
+A variant is LABELS:ALLOCATION[:T_LOW-T_HIGH[:SCALE]][+repel] (side_core.config.LABELS and ALLOCATIONS;
+the window and scale default to every step and the engine's lambda; +repel pushes the guided samples off
+the pool's near-identical samples, side_core.repulsion). Every variant shares the pool (N_syn
 plain samples, features, clusters), the seed of its N_G guided samples, and the plain samples drawn
 after the pool (--n-plain, one generation from a seed no method uses). Each row also has where the guided
 samples landed and what a guided sample costs against a plain one, timed side by side
@@ -30,6 +31,7 @@ from side_core.pipeline import Run, build_surrogate, pool_reach
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("beyond")
+REPEL = "+repel"  # a variant's suffix: its guided samples are pushed off the pool's near-identical samples
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,7 +41,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--variants",
         default="core:flagged,core:flagged:0-500,clusters:uniform,unfound:uniform,unfound:missing",
-        help="comma-separated LABELS:ALLOCATION[:T_LOW-T_HIGH[:SCALE]]",
+        help="comma-separated LABELS:ALLOCATION[:T_LOW-T_HIGH[:SCALE]][+repel]",
     )
     p.add_argument("--n-plain", type=int, default=2048, help="plain samples drawn after the pool (default 2,048)")
     p.add_argument("--name", default="beyond", help="results base name")
@@ -48,13 +50,14 @@ def parse_args() -> argparse.Namespace:
 
 
 def variant_config(base: ExtractionConfig, spec: str) -> ExtractionConfig:
+    spec, repel = spec.removesuffix(REPEL), spec.endswith(REPEL)
     parts = spec.split(":")
     if len(parts) < 2:
-        raise SystemExit(f"error: variant {spec!r}: write LABELS:ALLOCATION[:T_LOW-T_HIGH[:SCALE]]")
+        raise SystemExit(f"error: variant {spec!r}: write LABELS:ALLOCATION[:T_LOW-T_HIGH[:SCALE]][{REPEL}]")
     window = tuple(int(t) for t in parts[2].split("-")) if len(parts) > 2 and parts[2] else None
     scale = float(parts[3]) if len(parts) > 3 else base.sample.guidance_scale
     sample = dataclasses.replace(base.sample, guidance_window=window, guidance_scale=scale)
-    return dataclasses.replace(base, labels=parts[0], allocation=parts[1], sample=sample)
+    return dataclasses.replace(base, labels=parts[0], allocation=parts[1], sample=sample, repel=repel)
 
 
 def new_images(first_hit: np.ndarray, pool_found: np.ndarray) -> int:
@@ -75,6 +78,7 @@ def variant_row(run: Run, config: ExtractionConfig, pool_found: np.ndarray, spec
         "allocation": config.allocation,
         "window": config.sample.guidance_window,
         "scale": config.sample.guidance_scale,
+        "repel": config.repel,
         "ams_high": summary["ams"]["high"],
         "distinct": len(summary["extracted"]),
         "beyond_pool": beyond,

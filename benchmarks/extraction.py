@@ -177,7 +177,7 @@ def read_ceiling(path: str | None) -> dict | None:
 
 
 def add_samples_to_k(summaries: dict[str, dict], k: int) -> dict:
-    """Samples each method needs to reach K distinct faces, per seed and the mean over seeds (None
+    """Samples each method needs to reach K distinct training images, per seed and the mean over seeds (None
     when some seed never reaches K)."""
     out: dict = {"k": k}
     for method, summary in summaries.items():
@@ -280,14 +280,15 @@ def table_lines(report: dict, first: Report, made_by: dict) -> list[str]:
     if whole:
         s = whole["seconds"]
         same_time = (
-            f"UnCond then holds {whole['uncond_same_time']} distinct faces"
+            f"UnCond then holds {whole['uncond_same_time']} distinct training images"
             if whole["uncond_same_time"] is not None
             else "more than --max-extra-plain allows, so UnCond at the same wall time is not counted"
         )
         lines += [
             "",
             f"Whole run (means over seeds): the {whole['n_syn']}-sample pool plus the guided samples "
-            f"({whole['n_total']} samples) hold {whole['side']} distinct faces; UnCond with {whole['n_total']} plain "
+            f"({whole['n_total']} samples) hold {whole['side']} distinct training images; UnCond with "
+            f"{whole['n_total']} plain "
             f"samples {whole['uncond']}. Timed side by side, a guided sample costs {s['guided_over_plain']}x "
             "a plain one "
             f"({s['guided_per_sample']:.4f} s vs {s['plain_per_sample']:.4f} s); with the surrogate's "
@@ -348,8 +349,8 @@ def plot_sweep(rows: list[dict], key: str, label: str, k: int, path: Path, log_x
     ax.set_xlabel(label)
     ax.set_ylabel("% of N_G")
     cost = ax.twinx()  # the cost of extraction on its own axis: samples, not percent
-    cost.plot(x, [r["samples_to_k"] for r in rows], "k^:", label=f"samples to extract {k} faces")
-    cost.set_ylabel(f"samples to extract K = {k} faces")
+    cost.plot(x, [r["samples_to_k"] for r in rows], "k^:", label=f"samples to extract {k} images")
+    cost.set_ylabel(f"samples to extract K = {k} images")
     handles = ax.get_legend_handles_labels()[0] + cost.get_legend_handles_labels()[0]
     ax.legend(handles=handles, fontsize=8)
     save(fig, path)
@@ -368,7 +369,7 @@ def save(fig, path: Path) -> None:
 
 def headline(summaries: dict[str, dict], stk: dict, n_train: int) -> dict:
     """The issue's yardsticks, from the means over seeds: SIDE over each baseline in AMS high, in
-    distinct faces at N_G = 2 x N_train (the paper's ratio of N_G to the training set) and at the
+    distinct training images at N_G = 2 x N_train (the paper's ratio of N_G to the training set) and at the
     full N_G, and each baseline's samples-to-K over SIDE's."""
     side = summaries["side"]
     n = len(side["curve"])
@@ -509,7 +510,7 @@ def main() -> None:
             for r in rs:
                 print(
                     f"  {key}={r[key]}: AMS high {r['ams']['high']:.1f}%, UMS high {r['ums']['high']:.1f}%, "
-                    f"distinct {r['distinct']}, samples to {stk['k']} faces {r['samples_to_k']}"
+                    f"distinct {r['distinct']}, samples to {stk['k']} images {r['samples_to_k']}"
                 )
 
 

@@ -42,7 +42,7 @@ WEIGHTED = ("flagged", "missing")  # the allocations that draw classes by weight
 @dataclass(frozen=True)
 class Target:
     """What a guided generation aims at: a classifier stage, and one class or all of them spread by
-    an allocation."""
+    an allocation; and, optionally, the images it steers clear of."""
 
     classifier: str  # the classifier stage folder name (its inputs key)
     n_classes: int
@@ -50,6 +50,8 @@ class Target:
     allocation: str = "uniform"
     # the weighted allocations' class weights (:func:`flagged_share`, :func:`missing_share`); None otherwise
     weights: tuple[float, ...] | None = field(default=None)
+    # a pool stage (folder name) whose near-identical samples guided samples are pushed off (side_core.repulsion)
+    avoid: str | None = None
 
     def __post_init__(self) -> None:
         if self.cls is not None and (isinstance(self.cls, bool) or not 0 <= self.cls < self.n_classes):
@@ -69,10 +71,11 @@ class Target:
     def key(self) -> dict[str, Any]:
         """The target's part of a generation stage's inputs. The two null entries are fixed: stored
         generations were keyed with them (fields of an allocation since removed), and keep their keys;
-        ``weights`` appears only when set, for the same reason."""
+        ``weights`` and ``avoid`` appear only when set, for the same reason."""
         key = {**asdict(self), "near_identical": None, "feature": None}
-        if self.weights is None:
-            del key["weights"]
+        for later in ("weights", "avoid"):
+            if key[later] is None:
+                del key[later]
         return key
 
     def classes(self, seed: int, sharding: Sharding, i: int) -> np.ndarray:

@@ -140,6 +140,12 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         "class once per round, or in proportion to each class's Good-Turing chance of a new find (missing)",
         choices=ALLOCATIONS,
     )
+    p.add_argument(
+        "--repel",
+        action="store_true",
+        help="push guided samples off the images the pool already repeats (its samples with a near-identical "
+        "partner), so that guidance looks for images the pool has not found",
+    )
     add_flag(
         p,
         "--classifier",
@@ -288,6 +294,7 @@ def extraction_config(args: argparse.Namespace):
             batch_size=args.batch_size,
         ),
         allocation=args.allocation,
+        repel=args.repel,
         seed=args.seed,
         surrogate_seed=args.surrogate_seed,
     )

@@ -304,6 +304,7 @@ class ExtractionConfig(_Config):
     # lambda: set from the scale sweep on the bundled model (benchmarks/README.md)
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(guidance_scale=4.0))
     allocation: str = "flagged"  # how guided samples spread over the classes (ALLOCATIONS); the paper's: "uniform"
+    repel: bool = False  # push guided samples off the pool's near-identical samples (side_core.repulsion)
     seed: int = 0  # the N_G samples of every method
     # The surrogate: the synthetic set's shards use surrogate_seed + 1; K-means and the classifiers
     # take their own seeds (cluster.seed, classifier_train.seed; the CLI sets all from one flag).
@@ -322,6 +323,8 @@ class ExtractionConfig(_Config):
         _choice("classifier", self.classifier, CLASSIFIERS)
         _choice("labels", self.labels, LABELS)
         _choice("allocation", self.allocation, ALLOCATIONS)
+        if not isinstance(self.repel, bool):
+            raise SideError(f"repel = {self.repel!r}: give True or False.")
         check_seed(self.seed)
         check_seed(self.surrogate_seed)
         check_seed(self.synthetic_seed, "surrogate seed + 1 (the synthetic set's seed)")

@@ -79,6 +79,7 @@ class Surrogate:
     # method -> stage: "side" time-dependent, "cond" time-blind, "shuffled" time-dependent on shuffled labels
     classifiers: dict[str, Stage]
     allocation: str = "uniform"
+    repel: bool = False  # guided samples are pushed off the pool's near-identical samples
 
     def target(self, method: str, cls: int | None = None) -> Target:
         """Aim at class ``cls`` of the method's classifier, or at all its classes spread by the allocation."""
@@ -97,7 +98,8 @@ class Surrogate:
                 weights = tuple(kept_share(labels, n_classes, kept))
             else:
                 weights = tuple(flagged_share(labels, n_classes, partner))
-        return Target(name, n_classes, allocation=self.allocation, weights=weights)
+        avoid = self.pool.path.name if self.repel else None
+        return Target(name, n_classes, allocation=self.allocation, weights=weights, avoid=avoid)
 
     def classifier_report(self, method: str, evaluation: Stage | None = None) -> ClassifierReport:
         """The held-out accuracies of the method's classifier, per timestep quartile and clean, and
@@ -163,7 +165,7 @@ def build_surrogate(
                 pool=pool,
                 sample_config=config.sample,
             )
-    return Surrogate(synthetic, features, clusters, pool, classifiers, config.allocation)
+    return Surrogate(synthetic, features, clusters, pool, classifiers, config.allocation, config.repel)
 
 
 def extract(

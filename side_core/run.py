@@ -55,6 +55,7 @@ from side_core.errors import SideError
 from side_core.metrics import BAND_RULE, Bands, bands_from_train, distinct_curve, in_band, summarize
 from side_core.models import LoadedModel
 from side_core.neighbours import QueryBlocks, make_similarity, nearest_others, search
+from side_core.repulsion import Repel, found_references, sparse_repellency
 from side_core.sampling import SampleProgress, make_scheduler, sample, validate
 from side_core.stages import Sharding, StageMissing, Stages, read_shards
 from side_core.store import Stage, finite_or_none, read_array, read_tensors, stage_key, write_array, write_tensors
@@ -162,6 +163,7 @@ class Run:
         guide_model = None
         if target is not None and config.guidance_scale > 0:
             guide_model, _ = load_classifier(self.find(target.classifier).path, self.model.device, self.model.unet)
+        repel = self.repulsion(self.find(target.avoid)) if target is not None and target.avoid else None
 
         def make_shard(i: int) -> dict[str, torch.Tensor]:
             tensors, guidance = {}, None
@@ -184,6 +186,7 @@ class Run:
                 guidance=guidance,
                 progress=shard_progress,
                 capture_steps=capture_steps,
+                repel=repel,
             )
             tensors["images"] = result.images
             for t, frame in result.frames.items():
@@ -191,6 +194,12 @@ class Run:
             return tensors
 
         return self.stages.fill(stage, sharding, make_shard)
+
+    def repulsion(self, pool: Stage) -> Repel:
+        """Sparse repellency from a pool's near-identical samples (side_core.repulsion)."""
+        generation = self.find(self.find(pool.inputs["features"]).inputs["generation"])
+        references, radius = found_references(self.images(generation), read_array(pool.file("partner.npy")))
+        return sparse_repellency(references, radius)
 
     def sampling_cost(self, classifier: Stage, config: SampleConfig, rounds: int = 3) -> Stage:
         """What a plain and a classifier-guided sample and a classifier training step cost on this

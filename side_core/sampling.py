@@ -9,7 +9,9 @@ Notation (SIDE's classifier guidance, arXiv 2410.02467; diffusers' DDIM/DDPM sch
     eps_hat      eps_pred - guidance_scale * sqrt(1 - alpha_bar_t) * grad
     x0_pred      the scheduler's estimate of the clean image at this step
 
-Guidance is a plain callable ``(x_t, t) -> grad``; the loop never knows what a classifier is.
+Guidance is a plain callable ``(x_t, t) -> grad``; the loop never knows what a classifier is. So is
+repulsion (side_core.repulsion), ``x0_pred -> x0_pred'``: after guidance, the clean-image estimate
+implied by eps_hat is moved and eps_hat becomes the noise that implies the moved estimate.
 With ``guidance_scale == 0`` (or no callable) the loop takes exactly the unguided path, so the
 same generator gives bit-identical samples.
 """
@@ -25,6 +27,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from side_core.config import SampleConfig
 from side_core.errors import SideError
 from side_core.models import LoadedModel
+from side_core.repulsion import Repel
 
 GuidanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -97,13 +100,15 @@ def sample(
     guidance: GuidanceFn | None = None,
     progress: Callable[[SampleProgress], None] | None = None,
     capture_steps: Sequence[int] = (),
+    repel: Repel | None = None,
 ) -> SampleResult:
     """Draw ``n`` samples in batches of ``config.batch_size``.
 
     ``guidance`` is a callable ``(x_t, t) -> grad log p(y | x_t, t)`` for the current batch; to aim
     batches at different targets, call this once per batch. ``capture_steps`` are 1-based step indices whose
     x0_pred is returned in ``SampleResult.frames`` (keyed by timestep), e.g. to replay how a sample
-    forms. Initial noise comes from ``generator`` (a CPU generator by default), batch by batch.
+    forms. ``repel`` moves each step's clean-image estimate (side_core.repulsion). Initial noise comes
+    from ``generator`` (a CPU generator by default), batch by batch.
     """
     validate(model, config, n)
     guided = guidance is not None and config.guidance_scale > 0
@@ -123,6 +128,7 @@ def sample(
             x_t,
             config=config,
             guidance=guidance if guided else None,
+            repel=repel,
             generator=generator,
             batch=b,
             n_batches=n_batches,
@@ -135,6 +141,23 @@ def sample(
     return SampleResult(torch.cat(images), {t: torch.cat(v) for t, v in frames.items()})
 
 
+def _repelled(
+    eps_pred: torch.Tensor,
+    x_t: torch.Tensor,
+    alpha_bar: torch.Tensor,
+    scheduler: DDIMScheduler | DDPMScheduler,
+    repel: Repel,
+) -> torch.Tensor:
+    """eps_pred, changed only for the samples whose x0_pred the repulsion moves (bit-identical elsewhere)."""
+    x0 = (x_t - (1 - alpha_bar).sqrt() * eps_pred) / alpha_bar.sqrt()
+    if scheduler.config.clip_sample:  # the estimate the scheduler will use
+        limit = scheduler.config.clip_sample_range
+        x0 = x0.clamp(-limit, limit)
+    moved = repel(x0)
+    pushed = (moved != x0).flatten(1).any(dim=1)[:, None, None, None]
+    return torch.where(pushed, (x_t - alpha_bar.sqrt() * moved) / (1 - alpha_bar).sqrt(), eps_pred)
+
+
 def _denoise(
     model: LoadedModel,
     scheduler: DDIMScheduler | DDPMScheduler,
@@ -142,6 +165,7 @@ def _denoise(
     *,
     config: SampleConfig,
     guidance: GuidanceFn | None,
+    repel: Repel | None,
     generator: torch.Generator,
     batch: int,
     n_batches: int,
@@ -164,6 +188,9 @@ def _denoise(
         if guidance is not None and (window is None or window[0] <= t_int <= window[1]):
             grad = guidance(x_t, torch.full((len(x_t),), t_int, device=x_t.device))
             eps_pred = eps_pred - config.guidance_scale * (1 - alphas_cumprod[t_int]).sqrt() * grad
+        # 2b. repulsion: where the scheduler's clean-image estimate moves, the noise that implies the moved one
+        if repel is not None:
+            eps_pred = _repelled(eps_pred, x_t, alphas_cumprod[t_int], scheduler, repel)
         # 3. the ordinary scheduler step x_t -> x_{t-1}
         step = scheduler.step(eps_pred, t, x_t, generator=generator, **extra)
         x_t = step.prev_sample
