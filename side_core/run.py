@@ -199,7 +199,8 @@ class Run:
         """Sparse repellency from a pool's near-identical samples (side_core.repulsion)."""
         generation = self.find(self.find(pool.inputs["features"]).inputs["generation"])
         references, radius = found_references(self.images(generation), read_array(pool.file("partner.npy")))
-        return sparse_repellency(references, radius)
+        # on the sampler's device and dtype once, not at every denoising step
+        return sparse_repellency(references.to(self.model.device, self.model.unet.dtype), radius)
 
     def sampling_cost(self, classifier: Stage, config: SampleConfig, rounds: int = 3) -> Stage:
         """What a plain and a classifier-guided sample and a classifier training step cost on this
