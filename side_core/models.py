@@ -46,6 +46,11 @@ BUNDLED_MODELS = {
         "1,000 Fashion-MNIST images, 300 of them repeated in training; score against the folder that "
         "benchmarks/datasets.py writes",
     ),
+    "fashion1k-flat": BundledModel(
+        ASSETS / "models" / "fashion1k-flat",
+        "the same 1,000 Fashion-MNIST images, the same 300 repeated 16 times each in training; score against "
+        "the folder that benchmarks/datasets.py writes",
+    ),
 }
 
 
