@@ -48,8 +48,8 @@ BUNDLED_MODELS = {
     ),
     "fashion1k-flat": BundledModel(
         ASSETS / "models" / "fashion1k-flat",
-        "the same 1,000 Fashion-MNIST images, the same 300 repeated 16 times each in training; score against "
-        "the folder that benchmarks/datasets.py writes",
+        "1,000 Fashion-MNIST images, 300 of them repeated 16 times each in training; score against the folder "
+        "that benchmarks/datasets.py writes",
     ),
 }
 
