@@ -41,11 +41,13 @@ cols[0].metric(
     help="The kept clusters, numbered 0 to "
     f"{clustering.n_classes - 1}, most cohesive first; the others were dropped and their samples are background.",
 )
+silhouette = surrogate.clusters.summary()["silhouette"]  # None where it is not a finite number
 cols[1].metric(
     "Silhouette",
-    f"{surrogate.clusters.summary()['silhouette']:.3f}",
+    "n/a" if silhouette is None else f"{silhouette:.3f}",
     help="How much closer samples are to their own cluster than to the next one (cosine; -1 to 1, 0: the "
-    "clusters overlap). Plain samples of a face model overlap a lot; SIDE needs only a few tight classes.",
+    "clusters overlap). Plain samples of a face model overlap a lot; SIDE needs only a few tight classes. "
+    "n/a: it is not a finite number for these samples (e.g. samples all alike).",
 )
 cols[2].metric(
     "Copies",

@@ -145,7 +145,7 @@ def class_copies(run: Run, report: Report, method: str = "side") -> ClassCopies:
     row = report.methods[method]
     targets = run.targets(run.find(row.generation))
     if targets is None:
-        raise ValueError(f"the {method} generation has no targets: it is not guided")
+        raise SideError(f"The {method} generation has no targets: it is not guided. Pick SIDE or Cond.")
     n_classes = int(report.clusters["n_classes"])
     similarity, _ = run.neighbours(run.find(row.score))
     aimed = np.bincount(targets.numpy(), minlength=n_classes)

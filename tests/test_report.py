@@ -13,6 +13,7 @@ import pytest
 from side_core.cluster import Clustering, band_counts, rank_classes, representatives
 from side_core.config import SampleConfig
 from side_core.data import load_training_set
+from side_core.errors import SideError
 from side_core.inspection import best_pairs, class_copies, pair_image, pairs_zip, scored
 from side_core.metrics import Bands
 from side_core.models import load_model
@@ -116,6 +117,8 @@ def test_report_round_trip_rows_and_files(tiny_run, tiny_extraction):
     assert per_class.aimed.sum() == 4 and (per_class.copies <= per_class.aimed).all()
     above, aimed_at = per_class.n_above(-1.0)
     assert above == aimed_at == int((per_class.aimed > 0).sum())
+    with pytest.raises(SideError, match="uncond generation has no targets"):  # the app shows a SideError
+        class_copies(tiny_run, report, "uncond")
     names = zipfile.ZipFile(io.BytesIO(pairs_zip(pairs))).namelist()
     assert len(names) == sum(len(p) for p in pairs.values())
     assert all(n.split("/")[0] in METHODS and n.endswith(".png") for n in names)

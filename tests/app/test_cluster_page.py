@@ -33,6 +33,19 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
     assert any(c.startswith("train #") for c in captions)
 
 
+def test_a_silhouette_that_is_not_a_number_reads_n_a(open_app, monkeypatch, tmp_path):
+    """Clusters whose silhouette is not finite (stored as None) show "n/a", not a crash."""
+    monkeypatch.setenv("SIDE_STORE", str(tmp_path / "empty-store"))
+    monkeypatch.setattr("side_core.run.silhouette", lambda *args: float("nan"))
+    at = open_app(CLUSTER_PAGE)
+    at.number_input(key="n_syn").set_value(24)
+    at.number_input(key="k").set_value(3)
+    at.slider(key="keep_top").set_value(1.0)
+    button(at, "Generate and cluster").click().run()
+    assert not at.exception and not at.error
+    assert metrics(at)["Silhouette"] == "n/a"
+
+
 def test_out_of_range_input_is_refused_with_a_message(open_app):
     at = open_app(CLUSTER_PAGE)
     assert not at.exception
