@@ -85,8 +85,18 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
-    from side_core.config import ALLOCATIONS, CLASSIFIER_RECIPES, CLASSIFIERS, LABELS, UNKEPT, ExtractionConfig
+    from side_core.config import (
+        ALLOCATIONS,
+        CLASSIFIER_RECIPES,
+        CLASSIFIERS,
+        FEATURES,
+        LABELS,
+        SAMPLERS,
+        UNKEPT,
+        ExtractionConfig,
+    )
     from side_core.models import bundled_models_help
+    from side_core.neighbours import SIMILARITIES
 
     d = ExtractionConfig()
     c, s = d.cluster, d.sample
@@ -115,7 +125,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     )
     add_flag(p, "--n-samples", d.n_samples, "N_G, samples per method", type=int)
     add_flag(p, "--n-syn", d.n_syn, "plain samples clustered into surrogate classes", type=int)
-    add_flag(p, "--feature", c.feature, "clustering feature", choices=("unet", "pixels", "sscd"))
+    add_flag(p, "--feature", c.feature, "clustering feature", choices=FEATURES)
     add_flag(p, "--k", c.k, "K-means clusters", type=int)
     add_flag(
         p, "--keep-top", c.keep_top, "keep this fraction of the clusters, the most cohesive, as classes", type=float
@@ -174,10 +184,10 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         metavar=("T_LOW", "T_HIGH"),
         help="guide only at T_LOW <= t <= T_HIGH (default: all steps)",
     )
-    add_flag(p, "--sampler", s.sampler, "sampler", choices=("ddim", "ddpm"))
+    add_flag(p, "--sampler", s.sampler, "sampler", choices=SAMPLERS)
     add_flag(p, "--steps", s.num_steps, "sampler steps", type=int)
     add_flag(p, "--batch-size", s.batch_size, "samples per batch and store shard", type=int)
-    add_flag(p, "--similarity", "pixel", "similarity for scoring (pixel: pixel correlation)", choices=("pixel", "sscd"))
+    add_flag(p, "--similarity", "pixel", "similarity for scoring (pixel: pixel correlation)", choices=SIMILARITIES)
     p.add_argument("--sscd", default=None, help="SSCD TorchScript file, for --feature sscd or --similarity sscd")
     p.add_argument(
         "--bands",
@@ -204,8 +214,10 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
 
     Generate N_G samples with one method (uncond: plain sampling; cond: guidance by a time-blind classifier;
     side: guidance by SIDE's time-dependent classifier) and score them against the training set."""
+    from side_core.pipeline import METHODS
+
     p = _subcommand(sub, "extract", _add_extract)
-    p.add_argument("--method", required=True, choices=("uncond", "cond", "side"), help="extraction method")
+    p.add_argument("--method", required=True, choices=METHODS, help="extraction method")
     add_extraction_flags(p)
     p.set_defaults(func=_run_extraction)
 
