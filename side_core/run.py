@@ -11,6 +11,7 @@ verified and repaired is side_core.stages. The order in which SIDE runs them is 
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -129,9 +130,7 @@ class Run:
     def reading_only(self) -> Run:
         """This run, answering from finished, intact stages only: asking it for any other stage
         raises :class:`~side_core.stages.StageMissing` (:meth:`Stages.reading_only`)."""
-        view = object.__new__(Run)
-        view.model, view.data, view.similarity = self.model, self.data, self.similarity
-        view.sscd_path, view.fixed_bands = self.sscd_path, self.fixed_bands
+        view = copy.copy(self)  # every attribute as it is, whatever __init__ adds
         view.stages = self.stages.reading_only()
         return view
 
