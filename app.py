@@ -19,18 +19,11 @@ with state.timed_script_run():
     resources.configure_torch(env.threads)
     state.init_state(env)
 
-    PAGES = [  # file, title, icon: in the order a user works through SIDE
-        (state.MODEL_PAGE, "Model and data", ":material/database:"),
-        (state.CLUSTER_PAGE, "Generate and cluster", ":material/scatter_plot:"),
-        (state.CLASSIFIER_PAGE, "Surrogate classifier", ":material/model_training:"),
-        (state.GUIDED_PAGE, "Guided extraction", ":material/explore:"),
-        (state.REPORT_PAGE, "Report", ":material/summarize:"),
-    ]
     # Each URL is the file's name without its number: "4_guided_extraction.py" -> /guided_extraction.
     page = st.navigation(
         [
             st.Page(f"app_pages/{file}", title=title, icon=icon, url_path=file.split("_", 1)[1].removesuffix(".py"))
-            for file, title, icon in PAGES
+            for file, title, icon in state.PAGES
         ]
     )
 

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app_support import access, figures, forms, resources, views
+from side_core.kinds.scoring import Reference
 
 st.title("Model and data")
 st.markdown(
@@ -42,8 +43,9 @@ st.image(
 
 st.subheader("What counts as a copy")
 with views.errors_shown(stop=True):
-    train_similarity = run.train_similarity()
-st.plotly_chart(figures.band_histogram(train_similarity, run.bands(), run.similarity.name))
+    reference = Reference.make(run)
+    train_similarity = reference.nearest_other()
+st.plotly_chart(figures.band_histogram(train_similarity, reference.bands(), run.similarity.name))
 st.caption(
     f"Similarity: {run.similarity.preprocessing}. The bands come from this distribution: **high** is closer than any "
     "two distinct training images are to each other (a copy), **mid** closer than 95% of them, **low** closer than "

@@ -5,6 +5,7 @@ import functools
 import streamlit as st
 
 from app_support import figures, forms, jobs, resources, state, views
+from side_core.kinds.features import Map2D
 
 st.title("Generate and cluster")
 st.markdown(
@@ -31,8 +32,8 @@ if found is None:
     )
     st.stop()
 surrogate, scores = found
-clustering = run.clustering(surrogate.clusters)
-evidence = resources.pool_evidence(run, surrogate)
+clustering = surrogate.clusters.clustering()
+evidence = resources.pool_evidence(surrogate)
 
 cols = st.columns(4)
 cols[0].metric(
@@ -77,7 +78,7 @@ if umap_stage is None:
     right.caption("No UMAP map is stored for these samples yet, so PCA is shown (instant).")
     if right.button("Compute UMAP map") and jobs.do(umap, run) is not None:
         st.rerun()
-xy = run.map_points(umap_stage if view == "UMAP" else run.map2d(surrogate.features, "pca", config.seed))
+xy = (umap_stage if view == "UMAP" else Map2D.make(run, surrogate.features, "pca", config.seed)).points()
 ids = [i for i in views.map_selection() if i < len(clustering.labels)]  # picked under these settings
 st.plotly_chart(
     figures.cluster_map(xy, clustering, scores, highlight, ids),
@@ -98,7 +99,7 @@ if ids:
     st.button("Clear the selection", on_click=views.clear_map_selection, icon=":material/deselect:")
 else:
     st.caption(f"Nothing selected in the map: the most typical members of class {highlight}.")
-    ids = resources.class_representatives(run, surrogate, per_class=6)[highlight].tolist()
+    ids = resources.class_representatives(surrogate, per_class=6)[highlight].tolist()
 ids = ids[:12]
 captions = [f"sample #{i} · {figures.label_name(clustering, clustering.labels[i])}" for i in ids]
 selected = scores.take(ids)

@@ -6,16 +6,18 @@ from app_support import figures, forms, jobs, resources, state, views
 from side_core.classifier import ClassifierReport
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.inspection import class_copies
-from side_core.pipeline import Run, Surrogate
+from side_core.kinds.classifier import Evaluation
+from side_core.run import Run
+from side_core.surrogate import Surrogate
 
 
 def evaluation(found: dict[str, Surrogate], sample: SampleConfig) -> jobs.Work[tuple[dict[str, ClassifierReport], int]]:
     """Each classifier's held-out accuracy among the target classes at the timesteps of ``sample``'s
-    sampler (Run.evaluation: a stage of its own, which a comparison with that sampler makes too), and
+    sampler (a stage of its own, which a comparison with that sampler makes too), and
     the number of held-out samples it is measured on."""
 
     def make(run: Run, ui: object) -> tuple[dict[str, ClassifierReport], int]:
-        stages = {m: run.evaluation(f.classifiers[m], sample) for m, f in found.items()}
+        stages = {m: Evaluation.make(run, f.classifiers[m], sample) for m, f in found.items()}
         reports = {m: found[m].classifier_report(m, stage) for m, stage in stages.items()}
         return reports, stages["side"].summary()["n_held_out"]
 
@@ -48,7 +50,7 @@ if surrogate is None:
 
 clusters = surrogate.clusters.summary()
 if config.labels == "core":
-    labelled = sum(e.flagged for e in resources.pool_evidence(run, surrogate))
+    labelled = sum(e.flagged for e in resources.pool_evidence(surrogate))
     labels_text = (
         f" Core labels: only the {labelled} samples of those classes with a near-identical partner in the pool "
         "carry their class; every other sample carries the background label, which the classifier learns too but "

@@ -30,12 +30,12 @@ size = run.model.size
 t_max = run.model.scheduler.config.num_train_timesteps - 1
 # The attacker's ranking reads no training image and sets the default target; the ranking by copies
 # (scored against the training set) is shown beside it for teaching only.
-evidence = resources.pool_evidence(run, surrogate)
+evidence = resources.pool_evidence(surrogate)
 by_copies = resources.ranked_classes(run, surrogate)
 state.default_target([e.cls for e in evidence])
 last = state.GUIDED.get()
-samples = resources.images(run, surrogate.synthetic)
-members = resources.class_representatives(run, surrogate, per_class=8)
+samples = resources.scored_samples(resources.pool_score(run, surrogate)).images
+members = resources.class_representatives(surrogate, per_class=8)
 
 controls, panel = st.columns([2, 3], gap="large")
 with controls:
@@ -134,7 +134,7 @@ with panel:
     st.caption(views.guided_reading(last.cls, landed, last.n, faces))
     if hint := forms.steps_hint(last.sample.num_steps):
         st.warning(hint, icon=":material/blur_on:")
-    timesteps = sorted(result.guided_frames, reverse=True)
+    timesteps = sorted(result.guided.frames, reverse=True)
     t = st.select_slider(
         "Scrub through sampling: predicted x0 at timestep",
         options=timesteps,
@@ -149,10 +149,10 @@ with panel:
         caption=f"class {last.cls}: its pool samples, what guidance aims at",
     )
     left.image(
-        views.mosaic(result.guided_frames[t], n_cols, size),
+        views.mosaic(result.guided.frames[t], n_cols, size),
         caption=f"guided to class {last.cls}, predicted x0 at t = {t}",
     )
-    right.image(views.mosaic(result.plain_frames[t], n_cols, size), caption=f"unguided, predicted x0 at t = {t}")
+    right.image(views.mosaic(result.plain.frames[t], n_cols, size), caption=f"unguided, predicted x0 at t = {t}")
 
 st.subheader("Each sample next to its nearest training images")
 st.caption(

@@ -5,7 +5,7 @@ import streamlit as st
 
 from app_support import figures, forms, jobs, resources, state, views
 from side_core.inspection import pair_image
-from side_core.report import markdown_table
+from side_core.report_files import markdown_table
 from side_core.whole_run import whole_run_text
 
 st.title("Report")

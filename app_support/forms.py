@@ -11,6 +11,7 @@ import streamlit as st
 
 from app_support import access, state
 from side_core.config import UNKEPT, ExtractionConfig
+from side_core.embed import FEATURES
 from side_core.errors import SideError
 from side_core.models import bundled_models_help
 
@@ -97,7 +98,13 @@ def open_model(visitor: access.Access) -> tuple[str, str, int | None] | None:
 
 def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
     """N_syn, feature, K, the kept fraction and what dropped clusters become (SIDE steps 1-4)."""
-    features = ("pixels", "unet")
+    # the app takes no SSCD file: the features that need one are the CLI's
+    features = [name for name, feature in FEATURES.items() if not feature.needs_sscd_file]
+    if config.cluster.feature not in features:
+        raise SideError(
+            f"The {config.cluster.feature} feature needs the SSCD TorchScript file, which the app does not take: "
+            f"use {' or '.join(features)}, or the command line (--feature {config.cluster.feature} --sscd FILE)."
+        )
     with st.form("generate"):
         cols = st.columns(5)
         n_syn = cols[0].number_input(
@@ -110,9 +117,8 @@ def surrogate(config: ExtractionConfig) -> ExtractionConfig | None:
         feature = cols[1].selectbox(
             "Feature",
             features,
-            index=features.index(config.cluster.feature) if config.cluster.feature in features else 0,
-            help="pixels: standardized pixels (the space the similarity scores copies in); unet: the model's own "
-            "mid-block activations.",
+            index=features.index(config.cluster.feature),
+            help="; ".join(f"{name}: {FEATURES.get(name).help}" for name in features) + ".",
             key="feature",
         )
         k = cols[2].number_input(

@@ -18,15 +18,17 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import streamlit as st
-import torch
 
 from app_support import access, limits, resources, state
 from app_support.views import LiveGrid, Progress, errors_shown
 from side_core.config import ExtractionConfig
 from side_core.inspection import Scored
-from side_core.pipeline import METHODS, Run, Surrogate, build_surrogate, extract, guidance_sweep
+from side_core.kinds.features import Map2D
+from side_core.kinds.scoring import Score
+from side_core.pipeline import METHODS, build_surrogate, extract, guidance_sweep, guide_toward
 from side_core.report import Report, SweepPoint
-from side_core.store import Stage
+from side_core.run import Run
+from side_core.surrogate import Surrogate
 
 T = TypeVar("T")
 
@@ -210,11 +212,6 @@ def _hooks(ui: Progress | None) -> dict:
     return ui.hooks() if ui is not None else {}
 
 
-def _scored(run: Run, generation: Stage) -> Scored:
-    """A generation's samples (read once per server: resources.images) with their nearest training images."""
-    return Scored(resources.images(run, generation), *run.neighbours(run.score(generation)), run.bands())
-
-
 def surrogate(config: ExtractionConfig, methods: tuple[str, ...] = ()) -> Work[Surrogate]:
     """SIDE steps 1-5: N_syn plain samples, features, clusters, and the given classifiers."""
     if methods:
@@ -236,47 +233,38 @@ def clusters_with_scores(config: ExtractionConfig) -> Work[tuple[Surrogate, Scor
         found = base.make(run, ui)
         if ui is not None:
             ui.say("PCA map and nearest training images")
-        run.map2d(found.features, "pca", config.seed)
-        return found, _scored(run, found.synthetic)
+        Map2D.make(run, found.features, "pca", config.seed)
+        return found, resources.scored_samples(Score.make(run, found.synthetic))
 
     return Work(base.title, base.units, make)
 
 
 def umap_map(found: Surrogate, config: ExtractionConfig) -> Work:
     """The UMAP map of the samples' features (about a minute, mostly importing and compiling umap)."""
-    return Work("UMAP map", config.n_syn, lambda run, ui: run.map2d(found.features, "umap", config.seed))
+    return Work("UMAP map", config.n_syn, lambda run, ui: Map2D.make(run, found.features, "umap", config.seed))
 
 
 @dataclass(frozen=True)
 class GuidedResult:
-    guided: Scored
+    guided: Scored  # with its frames: timestep -> (N, C, H, W) predicted x0
     plain: Scored
-    guided_frames: dict[int, torch.Tensor]  # timestep -> (N, C, H, W) predicted x0
-    plain_frames: dict[int, torch.Tensor]
     landed: np.ndarray  # (N,) int64: the surrogate class each guided sample landed in (n_classes: none)
     key: str  # the guided generation's stage folder: one scrub slider per generation
 
 
 def guided(found: Surrogate, request: state.GuidedRequest, size: int) -> Work[GuidedResult]:
-    """Samples guided toward one class and where they landed (Run.landed: no training image is read),
-    then the same seeds unguided, shown live side by side."""
-    target = found.target("side", request.cls)
-    steps = request.capture_steps
+    """Samples guided toward one class and where they landed (no training image is read for that),
+    then the same seeds unguided, shown live side by side (side_core.pipeline.guide_toward)."""
     titles = (f"Guided toward class {request.cls}", "Unguided, same seeds")
 
     def make(run: Run, ui: LiveGrid | None) -> GuidedResult:
         feed = ui.feed if ui is not None else lambda i: None
-        g = run.generate(request.n, request.seed, request.sample, target, steps, feed(0))
-        landed = run.landed(g)
-        p = run.generate(request.n, request.seed, request.sample, None, steps, feed(1))
-        return GuidedResult(
-            guided=_scored(run, g),
-            plain=_scored(run, p),
-            guided_frames=resources.frames(run, g),
-            plain_frames=resources.frames(run, p),
-            landed=resources.landed_labels(run, landed),
-            key=g.path.name,
+        pair = guide_toward(
+            run, found, request.cls, request.n, request.seed, request.sample, request.capture_steps, (feed(0), feed(1))
         )
+        guided = resources.scored_samples(pair.guided, frames=True)
+        plain = resources.scored_samples(pair.plain, frames=True)
+        return GuidedResult(guided, plain, resources.landed_labels(pair.landed), pair.guided.inputs["generation"])
 
     units = 2 * request.n * request.sample.num_steps
     return Work(titles[0], units, make, ui=lambda: LiveGrid(titles, size))

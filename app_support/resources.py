@@ -11,14 +11,19 @@ import streamlit as st
 import torch
 
 from app_support import access, state
-from side_core.cluster import ClassEvidence, rank_classes, representatives
+from side_core.cluster import ClassEvidence, PoolEvidence, rank_by_pool, rank_classes, representatives
 from side_core.data import TrainingSet, load_training_set
 from side_core.errors import SideError
-from side_core.inspection import Pairs, PoolEvidence, best_pairs, pairs_zip, rank_by_pool
+from side_core.inspection import Pairs, Scored, best_pairs, pairs_zip, scored
+from side_core.kinds.classifier import Landed
+from side_core.kinds.clusters import Clusters, NearIdentical
+from side_core.kinds.features import Features
+from side_core.kinds.scoring import Score
 from side_core.models import LoadedModel, load_model
-from side_core.pipeline import Run, Surrogate, pool_reach
-from side_core.report import Report, report_csv, report_json
-from side_core.store import Stage, read_array
+from side_core.report import Report
+from side_core.report_files import report_csv, report_json
+from side_core.run import Run
+from side_core.surrogate import Surrogate
 
 
 @st.cache_resource
@@ -69,69 +74,80 @@ def require_run() -> Run:
 
 def ranked_classes(run: Run, surrogate: Surrogate) -> list[ClassEvidence]:
     """The surrogate classes, most promising target first, with their expected copy rates."""
-    score = run.score(surrogate.synthetic)  # stored with the clusters; instant when it is not
-    return _ranked(run, surrogate.clusters.path, score.path)
+    score = Score.make(run, surrogate.synthetic)  # stored with the clusters; instant when it is not
+    return _ranked(surrogate.clusters, score, surrogate.clusters.path, score.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _ranked(_run: Run, clusters: Path, score: Path) -> list[ClassEvidence]:
-    similarity, index = _run.neighbours(_run.find(score.name))
-    return rank_classes(_run.clustering(_run.find(clusters.name)), similarity[:, 0], index[:, 0], _run.bands())
+def _ranked(_clusters: Clusters, _score: Score, clusters: Path, score: Path) -> list[ClassEvidence]:
+    similarity, index = _score.neighbours()
+    return rank_classes(_clusters.clustering(), similarity[:, 0], index[:, 0], _score.bands)
 
 
-def pool_evidence(run: Run, surrogate: Surrogate) -> list[PoolEvidence]:
+def pool_evidence(surrogate: Surrogate) -> list[PoolEvidence]:
     """The surrogate classes, most promising target first, by what an attacker sees without the
     training set: each class's share of pool samples with a near-identical partner, then cohesion."""
-    return _pool_evidence(run, surrogate.clusters.path, surrogate.pool.path)
+    clusters, near_identical = surrogate.clusters, surrogate.near_identical
+    return _pool_evidence(clusters, near_identical, clusters.path, near_identical.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _pool_evidence(_run: Run, clusters: Path, pool: Path) -> list[PoolEvidence]:
-    partner = read_array(_run.find(pool.name).file("partner.npy"))
-    return rank_by_pool(_run.clustering(_run.find(clusters.name)), partner)
+def _pool_evidence(
+    _clusters: Clusters, _near_identical: NearIdentical, clusters: Path, near_identical: Path
+) -> list[PoolEvidence]:
+    return rank_by_pool(_clusters.clustering(), _near_identical.partner())
+
+
+def pool_score(run: Run, surrogate: Surrogate) -> Score:
+    """The score of the surrogate's pool (made with the clusters; instant when stored)."""
+    return Score.make(run, surrogate.synthetic)
 
 
 def pool_copied(run: Run, surrogate: Surrogate) -> frozenset[int]:
     """The training images some sample of the surrogate's pool copies (high band): what plain sampling
     had already found before any guided sample."""
-    return _pool_copied(run, run.score(surrogate.synthetic).path)
+    score = pool_score(run, surrogate)
+    return _pool_copied(score, score.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _pool_copied(_run: Run, score: Path) -> frozenset[int]:
-    return frozenset(_run.find(score.name).summary()["extracted"])
+def _pool_copied(_score: Score, path: Path) -> frozenset[int]:
+    return frozenset(_score.summary()["extracted"])
 
 
 def reach(run: Run, surrogate: Surrogate) -> dict[str, dict]:
-    """How many images plain sampling reaches, from the pool (side_core.pipeline.pool_reach)."""
-    return _reach(run, surrogate.synthetic.path, surrogate.pool.path)
+    """How many images plain sampling reaches, from the pool (side_core.surrogate.Surrogate.reach)."""
+    score = pool_score(run, surrogate)
+    return _reach(surrogate, score, surrogate.synthetic.path, surrogate.near_identical.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _reach(_run: Run, synthetic: Path, pool: Path) -> dict[str, dict]:
-    return pool_reach(_run, _run.find(synthetic.name), _run.find(pool.name))
+def _reach(_surrogate: Surrogate, _score: Score, synthetic: Path, near_identical: Path) -> dict[str, dict]:
+    return _surrogate.reach(_score)
 
 
-def landed_labels(run: Run, landed: Stage) -> np.ndarray:
+def landed_labels(landed: Landed) -> np.ndarray:
     """(N,) int64: the surrogate class each guided sample landed in (n_classes: none), from a stored
-    landed stage (``Run.landed``, made by the guided job), read once per server."""
-    return _landed_labels(run, landed, landed.path)
+    landed stage (made by the guided job), read once per server."""
+    return _landed_labels(landed, landed.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _landed_labels(_run: Run, _landed: Stage, path: Path) -> np.ndarray:
-    return _run.landed_labels(_landed)
+def _landed_labels(_landed: Landed, path: Path) -> np.ndarray:
+    return _landed.labels()
 
 
-def class_representatives(run: Run, surrogate: Surrogate, per_class: int = 4) -> list[np.ndarray]:
+def class_representatives(surrogate: Surrogate, per_class: int = 4) -> list[np.ndarray]:
     """For each surrogate class, the ids of the members closest to its centroid."""
-    return _representatives(run, surrogate.features.path, surrogate.clusters.path, per_class)
+    features, clusters = surrogate.features, surrogate.clusters
+    return _representatives(features, clusters, features.path, clusters.path, per_class)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _representatives(_run: Run, features: Path, clusters: Path, per_class: int) -> list[np.ndarray]:
-    clustering = _run.clustering(_run.find(clusters.name))
-    return representatives(_run.feature_vectors(_run.find(features.name)), clustering, per_class)
+def _representatives(
+    _features: Features, _clusters: Clusters, features: Path, clusters: Path, per_class: int
+) -> list[np.ndarray]:
+    return representatives(_features.vectors(), _clusters.clustering(), per_class)
 
 
 def open_specs(model_spec: str, data_spec: str, n_data: int | None) -> None:
@@ -146,26 +162,15 @@ def open_specs(model_spec: str, data_spec: str, n_data: int | None) -> None:
     state.N_DATA.set(n_data)
 
 
-def images(run: Run, generation: Stage) -> torch.Tensor:
-    """(N, C, H, W) float32 in [-1, 1]: a finished generation's samples, read from its shards once per
-    server (never mutate the tensor: every session shares it)."""
-    return _images(run, generation, generation.path)
+def scored_samples(score: Score, frames: bool = False) -> Scored:
+    """A finished generation's samples (and, with ``frames``, its captured steps) beside their nearest
+    training images, read from its shards once per server (shared: never mutate the tensors)."""
+    return _scored(score, score.path, frames)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _images(_run: Run, _generation: Stage, path: Path) -> torch.Tensor:
-    return _run.images(_generation)
-
-
-def frames(run: Run, generation: Stage) -> dict[int, torch.Tensor]:
-    """timestep -> (N, C, H, W) predicted x0: a finished generation's captured steps, read once per
-    server (shared: never mutate them)."""
-    return _frames(run, generation, generation.path)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _frames(_run: Run, _generation: Stage, path: Path) -> dict[int, torch.Tensor]:
-    return _run.frames(_generation)
+def _scored(_score: Score, path: Path, frames: bool) -> Scored:
+    return scored(_score, frames=frames)
 
 
 def report_pairs(run: Run, report: Report, n: int = 8) -> dict[str, Pairs]:

@@ -28,19 +28,28 @@ from typing import Generic, TypeVar
 import streamlit as st
 
 from side_core.config import ExtractionConfig, SampleConfig
-from side_core.pipeline import BUNDLED_STORE, SWEEP_SCALES
+from side_core.models import BUNDLED_STORE
+from side_core.pipeline import SWEEP_SCALES
 
 T = TypeVar("T")
 PROJECT = Path(__file__).resolve().parents[1]
 # The configuration `python -m side_core prepare` uses: the same stage keys, so an instant first screen.
 DEFAULT = ExtractionConfig()
 
-# Page files, in navigation order (app.py lists them; pages link to each other by these names).
+# Page files (pages link to each other by these names), and the navigation: file, title, icon, in the
+# order a user works through SIDE. A new page is its file in app_pages/ and its line here.
 MODEL_PAGE = "1_model_data.py"
 CLUSTER_PAGE = "2_generate_cluster.py"
 CLASSIFIER_PAGE = "3_classifier.py"
 GUIDED_PAGE = "4_guided_extraction.py"
 REPORT_PAGE = "5_report.py"
+PAGES = (
+    (MODEL_PAGE, "Model and data", ":material/database:"),
+    (CLUSTER_PAGE, "Generate and cluster", ":material/scatter_plot:"),
+    (CLASSIFIER_PAGE, "Surrogate classifier", ":material/model_training:"),
+    (GUIDED_PAGE, "Guided extraction", ":material/explore:"),
+    (REPORT_PAGE, "Report", ":material/summarize:"),
+)
 
 
 @dataclass(frozen=True)

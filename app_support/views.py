@@ -14,14 +14,14 @@ import torch
 
 from app_support import state
 from app_support.access import Access
-from side_core.cluster import ClassEvidence, Clustering, band_counts
+from side_core.cluster import ClassEvidence, Clustering, PoolEvidence, band_counts
 from side_core.config import ExtractionConfig
 from side_core.errors import SideError
 from side_core.images import grid, to_uint8, upscale_nearest
-from side_core.inspection import PoolEvidence, Scored
+from side_core.inspection import Scored
 from side_core.metrics import BAND_NAMES
-from side_core.pipeline import Run
 from side_core.report import Report, SweepPoint
+from side_core.run import Run
 from side_core.sampling import SampleProgress
 
 # -- errors ---------------------------------------------------------------------------------------

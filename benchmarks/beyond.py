@@ -11,7 +11,7 @@ the pool's near-identical samples, side_core.repulsion). Every variant shares th
 plain samples, features, clusters), the seed of its N_G guided samples, and the plain samples drawn
 after the pool (--n-plain, one generation from a seed no method uses). Each row also has where the guided
 samples landed and what a guided sample costs against a plain one, timed side by side
-(``Run.sampling_cost``), so that a rate per guided sample can be read per unit of time too. Writes
+(``side_core.kinds.cost.SamplingCost``), so that a rate per guided sample can be read per unit of time too. Writes
 NAME.json and NAME.md to benchmarks/results/.
 """
 
@@ -27,7 +27,12 @@ import numpy as np
 from benchmarks.provenance import add_output_flags, start
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import MAX_SEED, ExtractionConfig
-from side_core.pipeline import Run, build_surrogate, pool_reach
+from side_core.kinds.classifier import Landed
+from side_core.kinds.cost import SamplingCost
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
+from side_core.pipeline import build_surrogate, guided_generation
+from side_core.run import Run
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("beyond")
@@ -67,11 +72,11 @@ def new_images(first_hit: np.ndarray, pool_found: np.ndarray) -> int:
 
 def variant_row(run: Run, config: ExtractionConfig, pool_found: np.ndarray, spec: str) -> dict:
     surrogate = build_surrogate(run, config, ("side",))
-    generation = run.generate(config.n_samples, config.seed, config.sample, surrogate.target("side"))
-    score = run.score(generation)
-    beyond = new_images(run.first_hit(score), pool_found)
+    generation = guided_generation(run, surrogate, "side", config.n_samples, config.seed, config.sample)
+    score = Score.make(run, generation)
+    beyond = new_images(score.first_hit(), pool_found)
     summary = score.summary()
-    cost = run.sampling_cost(surrogate.classifiers["side"], config.sample).summary()
+    cost = SamplingCost.make(run, surrogate.classifiers["side"], config.sample).summary()
     return {
         "variant": spec,
         "labels": config.labels,
@@ -83,11 +88,11 @@ def variant_row(run: Run, config: ExtractionConfig, pool_found: np.ndarray, spec
         "distinct": len(summary["extracted"]),
         "beyond_pool": beyond,
         "per_1000": round(1000 * beyond / config.n_samples, 2),
-        "landed": run.landed(generation).summary()["landed"],
+        "landed": Landed.make(run, generation).summary()["landed"],
         "guided_over_plain": cost["guided_over_plain"],
         "classifier_seconds": cost["classifier_seconds"],
         "plain_per_sample": cost["plain_per_sample"],
-        "generation": generation.path.name,
+        "generation": generation.name,
     }
 
 
@@ -99,10 +104,11 @@ def main() -> None:
     base = extraction_config(args)
     configs = {spec: variant_config(base, spec) for spec in args.variants.split(",") if spec.strip()}
     surrogate = build_surrogate(run, base, ())
-    pool_found = run.first_hit(run.score(surrogate.synthetic)) >= 0
+    pool_score = Score.make(run, surrogate.synthetic)
+    pool_found = pool_score.first_hit() >= 0
     plain_seed = MAX_SEED - 1 - base.seed  # no method's seed, nor the extraction benchmark's extra plain samples
-    plain = run.generate(args.n_plain, plain_seed, dataclasses.replace(base.sample, guidance_scale=0.0))
-    plain_first = run.first_hit(run.score(plain))
+    plain = Generation.make(run, args.n_plain, plain_seed, dataclasses.replace(base.sample, guidance_scale=0.0))
+    plain_first = Score.make(run, plain).first_hit()
     uncond = new_images(plain_first, pool_found)
     rows = [variant_row(run, config, pool_found, spec) for spec, config in configs.items()]
     result = {
@@ -111,7 +117,7 @@ def main() -> None:
         "n_train": len(run.data),
         "config": base.to_dict(),
         "pool": int(pool_found.sum()),
-        "reach": pool_reach(run, surrogate.synthetic, surrogate.pool),
+        "reach": surrogate.reach(pool_score),
         "uncond_after_pool": {
             "n": args.n_plain,
             "beyond_pool": uncond,

@@ -31,11 +31,13 @@ from side_core.allocation import near_identical_groups, pool_neighbours
 from side_core.cluster import l2_normalise
 from side_core.config import MAX_SEED, SampleConfig
 from side_core.data import load_training_set
-from side_core.metrics import in_band
+from side_core.kinds.features import Features
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
 from side_core.models import load_model
-from side_core.pipeline import Run
 from side_core.richness import attacker_reach, chao1, missing_mass, scorer_reach
-from side_core.store import read_array, write_json, write_text
+from side_core.run import Run
+from side_core.store import write_json, write_text
 
 log = logging.getLogger("ceiling")
 
@@ -103,11 +105,9 @@ def main() -> None:
     started = time.perf_counter()
     model = load_model(args.model, args.device)
     run = Run(args.store, model, load_training_set(args.data, model.channels, model.size))
-    generation = run.generate(args.n, args.seed, SampleConfig())
-    score = run.score(generation)
-    similarity, index = run.neighbours(score)
-    copied = np.where(in_band(similarity[:, 0], run.bands().high), index[:, 0], -1)
-    features = l2_normalise(read_array(run.features(generation, args.feature).file("features.npy")))
+    generation = Generation.make(run, args.n, args.seed, SampleConfig())
+    copied = Score.make(run, generation).copied()
+    features = l2_normalise(Features.make(run, generation, args.feature).vectors())
     n_train = len(run.data)
     counts = copy_counts(copied, n_train)
     result = {
@@ -124,7 +124,7 @@ def main() -> None:
         "at_pool": reach_at(copied[: args.n_pool], features[: args.n_pool], n_train),
         "copy_counts": sorted((int(c) for c in counts[counts > 0]), reverse=True),
         "by_repeat_count": by_repeat_count(counts, args.repeats),
-        "generation": generation.path.name,
+        "generation": generation.name,
         "seconds": round(time.perf_counter() - started, 1),
         **made_by,
     }

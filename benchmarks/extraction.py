@@ -27,11 +27,15 @@ import time
 from pathlib import Path
 
 from benchmarks.provenance import add_output_flags, start
+from side_core.allocation import ALLOCATIONS
 from side_core.cli import add_extraction_flags, extraction_config, open_run
-from side_core.config import ALLOCATIONS, ExtractionConfig, paper_recipe
+from side_core.config import ExtractionConfig, paper_recipe
+from side_core.kinds.scoring import Score
 from side_core.metrics import BAND_NAMES, distinct_curve, ratio, samples_to_k
-from side_core.pipeline import CONTROLS, METHODS, Run, extract, guidance_sweep
-from side_core.report import Report, markdown_table
+from side_core.pipeline import CONTROLS, METHODS, extract, guidance_sweep
+from side_core.report import Report
+from side_core.report_files import markdown_table
+from side_core.run import Run
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("extraction")
@@ -51,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument(
         "--allocations",
-        default=",".join(ALLOCATIONS),
+        default=",".join(ALLOCATIONS.names()),
         help="SIDE is also run with each of these allocations, to compare them (--allocation is the headline)",
     )
     p.add_argument(
@@ -84,7 +88,7 @@ def parse_args() -> argparse.Namespace:
 
 def curve_of(run: Run, score: str, n: int) -> list[int]:
     """Distinct high-band extractions among the first 1..n samples of a scored generation."""
-    return distinct_curve(run.first_hit(run.find(score), "high"), n).tolist()
+    return distinct_curve(run.find(score, Score).first_hit("high"), n).tolist()
 
 
 def mean(values: list[float]) -> float:

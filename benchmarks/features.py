@@ -6,8 +6,8 @@ guidance toward those clusters extract at best?
 Everything up to the clusters is the engine's (``build_surrogate`` without classifiers: the N_syn
 plain samples, their features, K-means and the keep rule, stored in --store and reused from the
 bundled store where they match), and so is a copy: a sample whose nearest training image is in the
-high band of ``run.bands()``; the faces it copies are the training images in that band (the score's
-neighbours), as in the engine's ``extracted``.
+high band of the run's bands (``side_core.kinds.scoring.bands``); the faces it copies are the training
+images in that band (the score's neighbours), as in the engine's ``extracted``.
 
 For each feature (the UNet's mid-block activations, pixels) this reports the cosine silhouette, the
 cohesion range, and the purity: among samples that are copies, the share whose nearest training
@@ -35,8 +35,11 @@ from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ExtractionConfig
 from side_core.errors import SideError
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score, bands
 from side_core.metrics import distinct_curve, in_band, samples_to_k
-from side_core.pipeline import Run, build_surrogate
+from side_core.pipeline import build_surrogate
+from side_core.run import Run
 from side_core.store import write_json
 
 log = logging.getLogger("features")
@@ -76,12 +79,12 @@ class Copies:
         return float(self.is_copy[draws].mean()), int(curve[-1]), samples_to_k(curve, k_faces)
 
 
-def copies_of(run: Run, generation, k: int = 3) -> Copies:
+def copies_of(run: Run, generation: Generation, k: int = 3) -> Copies:
     """The copies among a generation, scored with enough neighbours to hold every training image in
     the high band (rescored with more if a sample's k-th neighbour is still in it)."""
-    high = run.bands().high
+    high = bands(run).high
     while True:
-        sims, idx = run.neighbours(run.score(generation, k=k))
+        sims, idx = Score.make(run, generation, k=k).neighbours()
         in_high = in_band(sims, high)
         if not in_high[:, -1].any() or k >= len(run.data):
             return Copies(idx, in_high, len(run.data))
@@ -115,7 +118,7 @@ def feature_row(feature: str, clusters, clustering, copies: Copies) -> dict:
         "cohesion_max": round(float(clustering.cohesion.max()), 4),
         "purity": round(purity(clustering.kmeans_labels, copies.index[:, 0], copies.is_copy), 3),
         "n_copies": int(copies.is_copy.sum()),
-        "clusters": clusters.path.name,
+        "clusters": clusters.name,
     }
 
 
@@ -179,9 +182,9 @@ def main() -> None:
                         log.info("skipped %s: %s", row, err)
                         break
                     if copies is None:  # the same plain samples for every feature and rule
-                        synthetic = surrogate.synthetic.path.name
+                        synthetic = surrogate.synthetic.name
                         copies = copies_of(run, surrogate.synthetic)
-                    clustering = run.clustering(surrogate.clusters)
+                    clustering = surrogate.clusters.clustering()
                     if first:  # K-means is the same for every keep rule: one row per feature
                         first = False
                         rows.append(feature_row(feature, surrogate.clusters, clustering, copies))

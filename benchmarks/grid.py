@@ -43,11 +43,15 @@ import numpy as np
 import torch
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
+from side_core.allocation import ALLOCATIONS
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ExtractionConfig
 from side_core.errors import SideError
+from side_core.kinds.scoring import Score
 from side_core.metrics import distinct_curve, samples_to_k
-from side_core.pipeline import METHODS, Run, build_surrogate, extract
+from side_core.pipeline import METHODS, build_surrogate, extract
+from side_core.run import Run
+from side_core.sampling import SAMPLERS
 from side_core.store import finite_or_none, write_text
 
 log = logging.getLogger("grid")
@@ -59,13 +63,13 @@ def parse_args() -> argparse.Namespace:
     add_extraction_flags(p, report=False, store="runs/grid/store")
     p.set_defaults(n_samples=512)
     axes = p.add_argument_group("grid axes (comma lists; absent: the single-valued flag's value)")
-    axes.add_argument("--samplers", help="ddpm, ddim")
+    axes.add_argument("--samplers", help=", ".join(SAMPLERS.names()))
     axes.add_argument("--ks", help="K-means clusters")
     axes.add_argument("--keep-tops", help="keep rule: the most cohesive fraction of the clusters (tau unset)")
     axes.add_argument("--taus", help="keep rule: the paper's absolute cohesion threshold")
     axes.add_argument("--unkepts", help="background, nearest: what the dropped clusters' samples become")
     axes.add_argument("--scales", help="guidance scales (lambda)")
-    axes.add_argument("--allocations", help="uniform, stratified: how targets spread over classes")
+    axes.add_argument("--allocations", help=f"{', '.join(ALLOCATIONS.names())}: how targets spread over classes")
     axes.add_argument("--seeds", help="generation seeds (the N_G samples)")
     axes.add_argument("--surrogate-seeds", help="seeds of the surrogate (synthetic set, K-means, classifiers)")
     p.add_argument("--methods", default="side", help="guided methods run at each point (side, cond)")
@@ -174,9 +178,9 @@ def measure(run: Run, point: Point, k_faces: list[int]) -> dict:
     report = extract(run, config, (method,))
     result = report.methods[method]
     n = result.n_generated
-    curve = distinct_curve(run.first_hit(run.find(result.score), "high"), n)
+    curve = distinct_curve(run.find(result.score, Score).first_hit("high"), n)
     if surrogate is not None:
-        clustering = run.clustering(surrogate.clusters)
+        clustering = surrogate.clusters.clustering()
         row.update(
             n_classes=report.clusters["n_classes"],
             in_classes=report.clusters["in_classes"],

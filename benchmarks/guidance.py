@@ -6,7 +6,7 @@ each scale beside what the training set says:
 
 Every variant draws the same N_G samples (same per-shard seeds, so sample i starts from the same
 noise) aimed at the same per-sample classes (drawn by the engine's allocation), and is scored against
-the training set by the engine (``Run.score``):
+the training set by the engine (``side_core.kinds.scoring.Score``):
 
 - ``uncond``: plain sampling (lambda 0), the reference;
 - ``side``: the engine's SIDE path, the time-dependent classifier p(y | x_t, t) on x_t (the paper);
@@ -15,10 +15,11 @@ the training set by the engine (``Run.score``):
 Per variant, what needs the training set: AMS high (copies), distinct training images copied (high
 band), the samples needed to copy K distinct images (K = half the best variant's distinct count, as
 in benchmarks.extraction). What needs none (an attacker's evidence for choosing lambda): the share
-of samples that landed in their target class (``Run.landed``) and the share that have a near-identical
-partner in the surrogate's own pool of plain samples (cosine in the clustering feature at or above
-the pool's near-identical threshold, the Filter signal). Also seconds per sample (from the stage
-summaries: wall time on a shared machine) and the guiding classifier's held-out clean accuracy.
+of samples that landed in their target class (``side_core.kinds.classifier.Landed``) and the share
+that have a near-identical partner in the surrogate's own pool of plain samples (cosine in the
+clustering feature at or above the pool's near-identical threshold, the Filter signal). Also seconds
+per sample (from the stage summaries: wall time on a shared machine) and the guiding classifier's
+held-out clean accuracy.
 The surrogate stages come from the bundled store where they match (``--store`` defaults to
 runs/guidance/store; new stages go there, so a rerun is instant).
 Writes benchmarks/results/NAME.json and NAME.md (``--name``, default guidance).
@@ -36,9 +37,15 @@ from benchmarks.provenance import add_output_flags, start
 from side_core.classifier import ClassifierReport
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.cluster import l2_normalise
+from side_core.kinds.classifier import Classifier, Landed
+from side_core.kinds.features import Features
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score, bands
 from side_core.metrics import distinct_curve, samples_to_k
-from side_core.pipeline import Run, Surrogate, build_surrogate
-from side_core.store import Stage, write_json, write_text
+from side_core.pipeline import build_surrogate, guided_generation
+from side_core.run import Run
+from side_core.store import write_json, write_text
+from side_core.surrogate import Surrogate
 
 log = logging.getLogger("guidance")
 
@@ -53,25 +60,25 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def partnered(run: Run, surrogate: Surrogate, generation: Stage) -> float:
+def partnered(run: Run, surrogate: Surrogate, generation: Generation) -> float:
     """% of a generation's samples with a near-identical partner in the surrogate's pool: cosine in the
     clustering feature at or above the pool's near-identical threshold. Reads no training set."""
-    feature = surrogate.features.inputs["feature"]
-    pool = l2_normalise(run.feature_vectors(surrogate.features))
-    drawn = l2_normalise(run.feature_vectors(run.features(generation, feature)))
+    feature = surrogate.features.feature
+    pool = l2_normalise(surrogate.features.vectors())
+    drawn = l2_normalise(Features.make(run, generation, feature).vectors())
     nearest = (torch.from_numpy(drawn) @ torch.from_numpy(pool).T).max(dim=1).values.numpy()
-    return round(100 * float((nearest >= surrogate.pool.summary()["near_identical"]).mean()), 2)
+    return round(100 * float((nearest >= surrogate.near_identical.summary()["near_identical"]).mean()), 2)
 
 
-def classifier_facts(stage: Stage) -> dict:
-    report = ClassifierReport.from_dict(stage.summary())
+def classifier_facts(classifier: Classifier) -> dict:
+    report = ClassifierReport.from_dict(classifier.summary())
     return {
-        "stage": stage.path.name,
-        "time_dependent": stage.inputs["config"]["time_dependent"],
-        "steps": stage.inputs["train"]["steps"],
+        "stage": classifier.name,
+        "time_dependent": classifier.time_dependent,
+        "steps": classifier.train_config.steps,
         **{k: report.to_dict()[k] for k in ("clean_accuracy", "quartiles", "chance")},
         "accuracy_per_quartile": report.to_dict()["accuracy"],
-        "training_seconds": stage.summary()["seconds"],
+        "training_seconds": classifier.summary()["seconds"],
     }
 
 
@@ -91,13 +98,15 @@ def main() -> None:
         guided = method != "uncond"
         log.info("%s at lambda %g: %d samples", method, scale, n)
         sample_config = replace(config.sample, guidance_scale=scale)
-        generation = run.generate(n, seed, sample_config, surrogate.target(method) if guided else None)
         if guided:  # every guided variant aims sample i at the same class
-            drawn = run.targets(generation)
+            generation = guided_generation(run, surrogate, method, n, seed, sample_config)
+            drawn = generation.targets()
             engine_targets.setdefault(scale, drawn)
             if not torch.equal(drawn, engine_targets[scale]):
                 raise SystemExit(f"error: {method} at lambda {scale:g} aimed at other classes than SIDE's")
-        score = run.score(generation)
+        else:
+            generation = Generation.make(run, n, seed, sample_config)
+        score = Score.make(run, generation)
         summary = score.summary()
         classifier = surrogate.classifiers.get(method)
         rows.append(
@@ -108,14 +117,14 @@ def main() -> None:
                 "ums": summary["ums"],
                 "p95": summary["p95"],
                 "distinct": len(summary["extracted"]),
-                "landed": round(100 * run.landed(generation).summary()["landed"], 2) if guided else None,
+                "landed": round(100 * Landed.make(run, generation).summary()["landed"], 2) if guided else None,
                 "partnered": partnered(run, surrogate, generation),
                 "seconds_per_sample": round(generation.summary()["seconds"] / n, 4),
                 "clean_accuracy": round(ClassifierReport.from_dict(classifier.summary()).clean_accuracy, 3)
                 if classifier
                 else None,
-                "generation": generation.path.name,
-                "curve": distinct_curve(run.first_hit(score, "high"), n).tolist(),
+                "generation": generation.name,
+                "curve": distinct_curve(score.first_hit("high"), n).tolist(),
             }
         )
         log.info(
@@ -133,7 +142,7 @@ def main() -> None:
         **made_by,
         "model": run.model.facts(),
         "data": run.data.facts(),
-        "similarity": {**run.similarity.to_dict(), "bands": run.bands().to_dict()},
+        "similarity": {**run.similarity.to_dict(), "bands": bands(run).to_dict()},
         "config": config.to_dict(),
         "sampler": config.sample.to_dict(),
         "clusters": {k: surrogate.clusters.summary().get(k) for k in ("n_classes", "in_classes", "silhouette")},

@@ -113,8 +113,8 @@ def check_precomputed() -> None:
     button, and the class would wait on minutes of training instead."""
     from app_support import jobs, state
     from side_core.data import load_training_set
-    from side_core.models import load_model
-    from side_core.pipeline import BUNDLED_STORE, Run
+    from side_core.models import BUNDLED_STORE, load_model
+    from side_core.run import Run
 
     model = load_model("default", "cpu")
     data = load_training_set("default", model.channels, model.size)

@@ -17,10 +17,13 @@ from pathlib import Path
 import torch
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
-from side_core.config import SAMPLERS, ExtractionConfig, SampleConfig
+from side_core.cli import add_choice
+from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
 from side_core.models import load_model
-from side_core.pipeline import Run, extract
+from side_core.pipeline import extract
+from side_core.run import Run
+from side_core.sampling import SAMPLERS
 from side_core.store import write_json
 
 
@@ -30,9 +33,7 @@ def main() -> None:
     parser.add_argument("--data", default="default", help="the training images ('default' or a folder)")
     parser.add_argument("--n-data", type=int, default=None, help="first N training images (as trained)")
     parser.add_argument("--n-samples", type=int, default=128, help="plain samples per checkpoint")
-    parser.add_argument(
-        "--sampler", default=SampleConfig().sampler, choices=SAMPLERS, help="plain sampler (%(default)s)"
-    )
+    add_choice(parser, "--sampler", SampleConfig().sampler, "plain sampler", SAMPLERS)
     parser.add_argument("--every", type=int, default=1, help="evaluate every n-th checkpoint")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--store", default="runs/memorization", help="run store (finished stages are reused)")

@@ -23,9 +23,11 @@ from benchmarks.extraction import add_samples_to_k, over_seeds, save, summary_ov
 from benchmarks.provenance import add_output_flags, start
 from side_core.config import ExtractionConfig, SampleConfig
 from side_core.data import load_training_set
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
 from side_core.metrics import ratio
-from side_core.models import load_model
-from side_core.pipeline import BUNDLED_STORE, Run
+from side_core.models import BUNDLED_STORE, load_model
+from side_core.run import Run
 from side_core.store import write_json, write_text
 
 log = logging.getLogger("regime")
@@ -64,7 +66,7 @@ def screen(store: str, folder: Path, data_spec: str, n: int) -> tuple[Run, float
     model = load_model(folder, "cpu")
     data = load_training_set(data_spec, model.channels, model.size)
     run = Run(store, model, data)
-    rate = run.score(run.generate(n, 0, SampleConfig())).summary()["ams"]["high"]
+    rate = Score.make(run, Generation.make(run, n, 0, SampleConfig())).summary()["ams"]["high"]
     return run, rate
 
 

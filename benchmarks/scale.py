@@ -5,10 +5,10 @@
 
 Each process count is launched for real (``python -m torch.distributed.run --nproc_per_node N``, torchrun
 run by this interpreter, so no ``torchrun`` on PATH is needed) one after the other in
-this one run, and every process runs the engine's own code: ``Run.generate`` (plain, then guided by
+this one run, and every process runs the engine's own code: ``Generation.make`` (plain, then guided by
 a classifier) splitting shards between processes, ``train_classifier`` with DDP, and ``search``
 splitting query rows; walls are taken between barriers. Then, in a fresh single process per N_G, the
-scoring path (``Run.score``, shard by shard) of N_G = 1,000 .. 50,000 random images against
+scoring path (``Score.make``, shard by shard) of N_G = 1,000 .. 50,000 random images against
 ``--memory-train`` random training images, and for contrast the same search with every query held
 in memory, each with its peak RSS: the first stays flat as N_G grows.
 
@@ -45,12 +45,15 @@ def peak_rss_mib() -> float:
 def worker(args: argparse.Namespace) -> None:
     """Time every scaled stage in this process; the main process writes ``args.result``."""
     from side_core import distributed
+    from side_core.allocation import Target
     from side_core.classifier import save_classifier, train_classifier
     from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
+    from side_core.kinds.classifier import Classifier
+    from side_core.kinds.generation import Generation
     from side_core.metrics import Bands
     from side_core.models import load_model
     from side_core.neighbours import search
-    from side_core.pipeline import Run, Target
+    from side_core.run import Run
     from side_core.store import Stage
 
     world = distributed.start(args.device)
@@ -70,8 +73,8 @@ def worker(args: argparse.Namespace) -> None:
         world.barrier()
         return time.perf_counter() - started
 
-    t_generate = timed(lambda: run.generate(args.n_generate, 0, sample_config))
-    x0 = run.images(run.generate(args.n_generate, 0, sample_config))
+    t_generate = timed(lambda: Generation.make(run, args.n_generate, 0, sample_config))
+    x0 = Generation.make(run, args.n_generate, 0, sample_config).images()
     labels = torch.arange(len(x0)) % n_classes
     config = ClassifierConfig(n_classes=n_classes, channels=model.channels, size=model.size)
     train_config = ClassifierTrainConfig(steps=args.classifier_steps, batch_size=args.classifier_batch)
@@ -83,15 +86,17 @@ def worker(args: argparse.Namespace) -> None:
         )
 
     t_classifier = timed(train)
-    stage = Stage(args.store, "classifier", {"benchmark": "scale", "processes": world.size})
+    # a throwaway classifier stage of its own key (not the engine's), in the run's store: the guided
+    # generation finds it there by its folder name
+    classifier = Classifier(Stage(args.store, Classifier.KIND, {"benchmark": "scale", "processes": world.size}), run)
     if world.is_main:
-        stage.begin()
-        save_classifier(trained["model"], trained["report"], stage.path)
-        stage.finish({"n_classes": n_classes})
+        classifier.stage.begin()
+        save_classifier(trained["model"], trained["report"], classifier.path)
+        classifier.stage.finish({"n_classes": n_classes})
     world.barrier()
     guided = SampleConfig(num_steps=args.steps, batch_size=args.batch, guidance_scale=4.0)
-    target = Target(stage.path.name, n_classes)
-    t_guided = timed(lambda: run.generate(args.n_guided, 0, guided, target))
+    target = Target(classifier.name, n_classes)
+    t_guided = timed(lambda: Generation.make(run, args.n_guided, 0, guided, target))
 
     g = torch.Generator().manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(args.n_queries, args.dim, generator=g), dim=1)
@@ -121,49 +126,52 @@ def worker(args: argparse.Namespace) -> None:
 def memory_probe(args: argparse.Namespace) -> None:
     """Peak RSS of scoring ``args.n_g`` stored random images, streamed or (``--whole``) in memory."""
     from side_core.data import TrainingSet
+    from side_core.kinds.generation import Generation
+    from side_core.kinds.scoring import Reference, Score
     from side_core.models import load_model
     from side_core.neighbours import search
-    from side_core.pipeline import Run
-    from side_core.store import read_tensors
+    from side_core.run import Run
 
     model = load_model(args.model, "cpu")
     g = torch.Generator().manual_seed(1)
     train = torch.rand(args.n_train, model.channels, model.size, model.size, generator=g) * 2 - 1
     run = Run(args.store, model, TrainingSet(train, [str(i) for i in range(len(train))], "random"))
-    reference = run.reference()
-    generation = memory_stage(args.store, args.n_g, args.batch)
-    if not generation.done:
+    reference = Reference.make(run)
+    generation = Generation(memory_stage(args.store, args.n_g, args.batch), run)
+    if not generation.stage.done:
         raise SystemExit(f"{generation.path} was not prepared")
     before = peak_rss_mib()
     started = time.perf_counter()
     if args.whole:  # every query vector in memory at once, as a search without blocks holds them
-        shards = [read_tensors(generation.shard(i))["images"] for i in range(-(-args.n_g // args.batch))]
+        shards = [generation.shard_images(i) for i in range(-(-args.n_g // args.batch))]
         queries = run.similarity.vectors(torch.cat(shards))
-        train_vectors = read_tensors(reference.file("vectors.safetensors"))["vectors"]
-        search(queries, train_vectors, k=3, bands=run.bands())
+        search(queries, reference.vectors(), k=3, bands=reference.bands())
     else:
-        run.score(generation)
+        Score.make(run, generation)
     print(json.dumps({"peak_rss_mib": round(peak_rss_mib(), 1), "before_mib": round(before, 1),
                       "seconds": round(time.perf_counter() - started, 2)}))  # fmt: skip
 
 
 def memory_stage(store: str | Path, n_g: int, batch: int):
-    """The stored random 'generation' of ``n_g`` images, in shards of ``batch`` (the layout Run.score reads)."""
+    """The stored random 'generation' of ``n_g`` images, in shards of ``batch`` (the layout Score.make reads):
+    a throwaway stage of its own key, not the engine's."""
+    from side_core.kinds.generation import Generation
     from side_core.store import Stage
 
-    return Stage(store, "generate", {"benchmark": "memory", "n": n_g, "sample": {"batch_size": batch}})
+    return Stage(store, Generation.KIND, {"benchmark": "memory", "n": n_g, "sample": {"batch_size": batch}})
 
 
 def prepare_memory_store(args: argparse.Namespace, store: Path, sizes: list[int]) -> None:
     """Random 'generations' of each N_G in the store's shard layout, and the reference stage."""
     from side_core.data import TrainingSet
+    from side_core.kinds.scoring import Reference
     from side_core.models import load_model
-    from side_core.pipeline import Run
+    from side_core.run import Run
 
     model = load_model(args.model, "cpu")
     g = torch.Generator().manual_seed(1)
     train = torch.rand(args.memory_train, model.channels, model.size, model.size, generator=g) * 2 - 1
-    Run(store, model, TrainingSet(train, [str(i) for i in range(len(train))], "random")).reference()
+    Reference.make(Run(store, model, TrainingSet(train, [str(i) for i in range(len(train))], "random")))
     for n_g in sizes:
         stage = memory_stage(store, n_g, args.batch)
         stage.begin()

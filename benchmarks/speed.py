@@ -21,9 +21,10 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler
 
 from benchmarks.provenance import add_output_flags, output_dir, provenance
-from side_core.classifier import SurrogateClassifier, classifier_guidance, train_classifier
+from side_core.classifier import classifier_guidance, train_classifier
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, ExtractionConfig, SampleConfig
 from side_core.models import load_model
+from side_core.resnet import SurrogateClassifier
 from side_core.sampling import sample
 from side_core.store import write_json
 

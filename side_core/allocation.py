@@ -1,10 +1,11 @@
 """How a guided budget is spread over the surrogate classes, and which samples nearly coincide.
 
-Allocations (``ExtractionConfig.allocation``): "flagged" draws each sample's class with probability
-proportional to the class's flagged share, the share of its pool samples that have a near-identical
-partner (below), so the budget goes where the model repeats itself and classes with no such sample get
-none; "missing" draws it in proportion to the class's Good-Turing discovery rate (:func:`missing_share`),
-so the budget goes where images are about to be found rather than where they already were;
+Allocations (``ExtractionConfig.allocation``, the entries of :data:`ALLOCATIONS`): "flagged" draws each
+sample's class with probability proportional to the class's flagged share, the share of its pool
+samples that have a near-identical partner (below), so the budget goes where the model repeats itself
+and classes with no such sample get none; "missing" draws it in proportion to the class's Good-Turing
+discovery rate (:func:`missing_share`), so the budget goes where images are about to be found rather
+than where they already were;
 "uniform" draws each sample's class at random (the paper's protocol);
 "stratified" gives the next sample to the least-aimed class (each class once per round, in a random
 order per shard). In every case shard i's classes are a function of (seed, i) alone, so any process
@@ -23,20 +24,21 @@ labels (:func:`near_miss_labels`) keep each class's near misses instead, to find
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from side_core.config import ALLOCATIONS, POOL_LABELS
+from side_core.config import POOL_LABELS
 from side_core.errors import SideError
 from side_core.neighbours import nearest_others, similarities_to_others
+from side_core.registry import Registry
 from side_core.stages import Sharding
 
 NEAR_IDENTICAL_QUANTILE = 0.95
 NEAR_MISS_QUANTILE = 0.80  # a near miss is at least as close to another sample as the closest 20% of pairs
-WEIGHTED = ("flagged", "missing")  # the allocations that draw classes by weights from the pool
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ class Target:
     classifier: str  # the classifier stage folder name (its inputs key)
     n_classes: int
     cls: int | None = None  # None: every class, spread by ``allocation``
-    allocation: str = "uniform"
-    # the weighted allocations' class weights (:func:`flagged_share`, :func:`missing_share`); None otherwise
+    allocation: str = "uniform"  # a name in ALLOCATIONS
+    # the class weights of an allocation that weighs the pool's evidence (:func:`allocation_weights`); None otherwise
     weights: tuple[float, ...] | None = field(default=None)
     # a pool stage (folder name) whose near-identical samples guided samples are pushed off (side_core.repulsion)
     avoid: str | None = None
@@ -56,10 +58,9 @@ class Target:
     def __post_init__(self) -> None:
         if self.cls is not None and (isinstance(self.cls, bool) or not 0 <= self.cls < self.n_classes):
             raise SideError(f"Class {self.cls!r} does not exist: the surrogate classes are 0 to {self.n_classes - 1}.")
-        if self.allocation not in ALLOCATIONS:
-            raise SideError(f"Unknown allocation {self.allocation!r}: use one of {', '.join(ALLOCATIONS)}.")
-        if (self.allocation in WEIGHTED) != (self.weights is not None):
-            raise SideError(f"Class weights go with the {' and '.join(WEIGHTED)} allocations, and only with them.")
+        if ALLOCATIONS.get(self.allocation).weighted != (self.weights is not None):
+            weighted = [name for name, allocation in ALLOCATIONS.items() if allocation.weighted]
+            raise SideError(f"Class weights go with the {' and '.join(weighted)} allocations, and only with them.")
         if self.weights is not None:
             w = np.asarray(self.weights, dtype=np.float64)
             if w.shape != (self.n_classes,) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
@@ -80,19 +81,80 @@ class Target:
 
     def classes(self, seed: int, sharding: Sharding, i: int) -> np.ndarray:
         """(sharding.size(i),) int64: the target class of each sample of shard ``i``."""
-        size = sharding.size(i)
         if self.cls is not None:
-            return np.full(size, self.cls, dtype=np.int64)
-        if self.allocation == "uniform":
-            return np.random.default_rng([seed, i, 1]).integers(0, self.n_classes, size)
-        if self.allocation in WEIGHTED:
-            p = np.asarray(self.weights) / sum(self.weights)
-            return np.random.default_rng([seed, i, 1]).choice(self.n_classes, size=size, p=p).astype(np.int64)
-        counts = np.zeros(self.n_classes, dtype=np.int64)
-        active = np.arange(self.n_classes)
-        for j in range(i):  # replay the earlier shards' choices: they are pure functions of (seed, j)
-            balanced_targets(counts, active, sharding.size(j), np.random.default_rng([seed, j, 2]))
-        return balanced_targets(counts, active, size, np.random.default_rng([seed, i, 2]))
+            return np.full(sharding.size(i), self.cls, dtype=np.int64)
+        return ALLOCATIONS.get(self.allocation).draw(self, seed, sharding, i)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """How one allocation spreads a guided budget over the classes: ``draw(target, seed, sharding, i)``
+    gives shard i's classes as a function of (seed, i) alone; ``weigh(labels, n_classes, partner, kept)``
+    gives its class weights from the pool's evidence (:func:`allocation_weights`), None if it uses none."""
+
+    draw: Callable[[Target, int, Sharding, int], np.ndarray]
+    help: str
+    weigh: Callable[[np.ndarray, int, np.ndarray, np.ndarray | None], np.ndarray] | None = None
+
+    @property
+    def weighted(self) -> bool:
+        """Its targets carry class weights."""
+        return self.weigh is not None
+
+
+def _uniform(target: Target, seed: int, sharding: Sharding, i: int) -> np.ndarray:
+    return np.random.default_rng([seed, i, 1]).integers(0, target.n_classes, sharding.size(i))
+
+
+def _by_weights(target: Target, seed: int, sharding: Sharding, i: int) -> np.ndarray:
+    p = np.asarray(target.weights) / sum(target.weights)
+    rng = np.random.default_rng([seed, i, 1])
+    return rng.choice(target.n_classes, size=sharding.size(i), p=p).astype(np.int64)
+
+
+def _stratified(target: Target, seed: int, sharding: Sharding, i: int) -> np.ndarray:
+    counts = np.zeros(target.n_classes, dtype=np.int64)
+    active = np.arange(target.n_classes)
+    for j in range(i):  # replay the earlier shards' choices: they are pure functions of (seed, j)
+        balanced_targets(counts, active, sharding.size(j), np.random.default_rng([seed, j, 2]))
+    return balanced_targets(counts, active, sharding.size(i), np.random.default_rng([seed, i, 2]))
+
+
+def _flagged_weights(labels: np.ndarray, n_classes: int, partner: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    """Where the classifier's pool labels keep samples, if they are pool labels; else the flagged share."""
+    return flagged_share(labels, n_classes, partner) if kept is None else kept_share(labels, n_classes, kept)
+
+
+def _missing_weights(labels: np.ndarray, n_classes: int, partner: np.ndarray, kept: np.ndarray | None) -> np.ndarray:
+    return missing_share(labels, n_classes, partner)
+
+
+ALLOCATIONS: Registry[Allocation] = Registry("allocation")
+ALLOCATIONS.register(
+    "flagged",
+    Allocation(
+        _by_weights,
+        "in proportion to each class's share of pool samples with a near-identical partner",
+        _flagged_weights,
+    ),
+)
+ALLOCATIONS.register("uniform", Allocation(_uniform, "each sample's class drawn at random (the paper's)"))
+ALLOCATIONS.register("stratified", Allocation(_stratified, "rounds that aim at every class once per round"))
+ALLOCATIONS.register(
+    "missing",
+    Allocation(_by_weights, "in proportion to each class's Good-Turing chance of a new find", _missing_weights),
+)
+
+
+def allocation_weights(
+    allocation: str, labels: np.ndarray, n_classes: int, partner: np.ndarray, kept: np.ndarray | None
+) -> tuple[float, ...] | None:
+    """The class weights of ``allocation``'s targets, from the pool's evidence alone (no training data);
+    None for an allocation that uses none. ``labels`` (N,): the clustering's surrogate labels of the pool;
+    ``partner`` (N,): each pool sample's near-identical partner (-1: none, :func:`pool_neighbours`);
+    ``kept`` (N,): the classifier's pool labels (:func:`pool_labels`) when it learns those, else None."""
+    weigh = ALLOCATIONS.get(allocation).weigh
+    return None if weigh is None else tuple(float(w) for w in weigh(labels, n_classes, partner, kept))
 
 
 def pool_neighbours(features: np.ndarray, quantile: float = NEAR_IDENTICAL_QUANTILE, chunk: int = 1024):

@@ -1,12 +1,10 @@
 """The surrogate classifier, its training, evaluation, guidance and checkpoints.
 
-Two architectures (``ExtractionConfig.classifier``): a head on the target model's own UNet encoder
-(side_core.unet_head, the default), and the paper's small ResNet with GroupNorm and a FiLM timestep
-module, defined here. ``time_dependent=True`` gives SIDE's noise-aware classifier p_phi(y | x_t, t),
-trained on x_t = scheduler.add_noise(x0, eps, t) with t drawn over all training timesteps or over
-the sampler's own; ``False`` gives the Cond baseline's classifier, trained on clean images and blind
-to t. GroupNorm (not BatchNorm) keeps batch elements independent, so one sample's guidance never
-depends on the others in its batch.
+Two architectures (``ExtractionConfig.classifier``), each an entry of :data:`CLASSIFIERS`: a head on the
+target model's own UNet encoder (side_core.unet_head, the default), and the paper's small ResNet
+(side_core.resnet). ``time_dependent=True`` gives SIDE's noise-aware classifier p_phi(y | x_t, t),
+trained on x_t = scheduler.add_noise(x0, eps, t) with t drawn over all training timesteps or over the
+sampler's own; ``False`` gives the Cond baseline's classifier, trained on clean images and blind to t.
 """
 
 from __future__ import annotations
@@ -19,81 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
-from side_core.config import CLASSIFIERS, ClassifierConfig, ClassifierTrainConfig, UNetHeadConfig
+from side_core.config import HEAD_RECIPE, ClassifierConfig, ClassifierTrainConfig, UNetHeadConfig
 from side_core.distributed import DataParallel
 from side_core.errors import SideError
+from side_core.registry import Registry
+from side_core.resnet import SurrogateClassifier
 from side_core.sampling import GuidanceFn
 from side_core.store import finite_or_none, read_json, read_tensors, write_json, write_tensors
 from side_core.unet_head import UNetHead
 
 log = logging.getLogger(__name__)
-
-
-def timestep_features(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """(N,) timesteps -> (N, dim) sinusoidal features, as in DDPM."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
-    angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-
-class ResBlock(nn.Module):
-    """GroupNorm -> (FiLM by t) -> SiLU -> conv -> GroupNorm -> SiLU -> conv, plus a skip."""
-
-    def __init__(self, c_in: int, c_out: int, time_dim: int | None):
-        super().__init__()
-        self.norm1 = nn.GroupNorm(min(8, c_in), c_in)
-        self.film = nn.Linear(time_dim, 2 * c_in) if time_dim else None
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm2 = nn.GroupNorm(min(8, c_out), c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x: torch.Tensor, t_emb: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm1(x)
-        if self.film is not None:
-            scale, shift = self.film(t_emb)[:, :, None, None].chunk(2, dim=1)
-            h = h * (1 + scale) + shift
-        h = self.conv1(F.silu(h))
-        h = self.conv2(F.silu(self.norm2(h)))
-        return self.skip(x) + h
-
-
-class SurrogateClassifier(nn.Module):
-    """(x (N, C, H, W) in [-1, 1], t (N,)) -> (N, n_classes) logits. Any channels and size."""
-
-    def __init__(self, config: ClassifierConfig):
-        super().__init__()
-        self.config = config
-        time_dim = config.time_embed_dim if config.time_dependent else None
-        if time_dim:
-            self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
-        self.conv_in = nn.Conv2d(config.channels, config.width, 3, padding=1)
-        blocks, c = [], config.width
-        for stage in range(config.n_stages):
-            c_out = config.width * (2 if stage > 0 else 1)
-            for _ in range(config.blocks_per_stage):
-                blocks.append(ResBlock(c, c_out, time_dim))
-                c = c_out
-        self.blocks = nn.ModuleList(blocks)
-        self.norm_out = nn.GroupNorm(min(8, c), c)
-        self.head = nn.Linear(c, config.n_classes)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        t_emb = None
-        if self.config.time_dependent:
-            t_emb = self.time_mlp(timestep_features(t, self.config.time_embed_dim))
-        h = self.conv_in(x)
-        for i, block in enumerate(self.blocks):
-            if i > 0 and i % self.config.blocks_per_stage == 0:
-                h = F.avg_pool2d(h, 2) if min(h.shape[-2:]) >= 2 else h
-            h = block(h, t_emb)
-        h = F.silu(self.norm_out(h)).mean(dim=(2, 3))
-        return self.head(h)
 
 
 Classifier = SurrogateClassifier | UNetHead  # (x_t (N, C, H, W), t (N,)) -> (N, n_classes) logits
@@ -224,27 +160,68 @@ def train_classifier(
     return model, report
 
 
+@dataclass(frozen=True)
+class Architecture:
+    """One guiding classifier: its config class, whose ``architecture`` is the name it is registered under
+    (checkpoints record it, to be rebuilt); ``configure(n_classes, channels, size, time_dependent, width)``
+    -> its config for a model's images; ``build(config, unet)`` -> the untrained classifier (``unet``: the
+    model's, for those that read it)."""
+
+    config_class: type[ClassifierConfig | UNetHeadConfig]
+    configure: Callable[[int, int, int, bool, int], ClassifierConfig | UNetHeadConfig]
+    build: Callable[[ClassifierConfig | UNetHeadConfig, UNet2DModel | None], Classifier]
+    help: str
+    recipe: ClassifierTrainConfig  # how it is trained by default
+
+
+def _resnet_config(n_classes: int, channels: int, size: int, time_dependent: bool, width: int) -> ClassifierConfig:
+    return ClassifierConfig(
+        n_classes=n_classes, channels=channels, size=size, time_dependent=time_dependent, width=width
+    )
+
+
+def _head_config(n_classes: int, channels: int, size: int, time_dependent: bool, width: int) -> UNetHeadConfig:
+    return UNetHeadConfig(n_classes=n_classes, time_dependent=time_dependent)
+
+
+def _build_head(config: UNetHeadConfig, unet: UNet2DModel | None) -> UNetHead:
+    if unet is None:
+        raise SideError("The UNet-head classifier reads the model's UNet: pass the model's unet.")
+    return UNetHead(config, unet)
+
+
+def _build_resnet(config: ClassifierConfig, unet: UNet2DModel | None) -> SurrogateClassifier:
+    return SurrogateClassifier(config)
+
+
+CLASSIFIERS: Registry[Architecture] = Registry("classifier")
+CLASSIFIERS.register(
+    UNetHeadConfig.architecture,
+    Architecture(UNetHeadConfig, _head_config, _build_head, "a head on the model's own UNet encoder", HEAD_RECIPE),
+)
+CLASSIFIERS.register(
+    ClassifierConfig.architecture,
+    Architecture(
+        ClassifierConfig,
+        _resnet_config,
+        _build_resnet,
+        "the paper's ResNet, trained from scratch",
+        ClassifierTrainConfig(),
+    ),
+)
+
+
 def classifier_config(
     architecture: str, n_classes: int, channels: int, size: int, time_dependent: bool, width: int
 ) -> ClassifierConfig | UNetHeadConfig:
-    """The config of a classifier of ``n_classes`` labels for a model's (channels, size, size) images:
-    "resnet", the paper's (``width`` its channels), or "unet-head", a head on the model's UNet encoder."""
-    if architecture == "unet-head":
-        return UNetHeadConfig(n_classes=n_classes, time_dependent=time_dependent)
-    if architecture == "resnet":
-        return ClassifierConfig(
-            n_classes=n_classes, channels=channels, size=size, time_dependent=time_dependent, width=width
-        )
-    raise SideError(f"Unknown classifier {architecture!r}: use one of {', '.join(CLASSIFIERS)}.")
+    """The config of a classifier of ``n_classes`` labels for a model's (channels, size, size) images
+    (``architecture``: a name in :data:`CLASSIFIERS`; ``width``: the ResNet's channels)."""
+    return CLASSIFIERS.get(architecture).configure(n_classes, channels, size, time_dependent, width)
 
 
 def build_classifier(config: ClassifierConfig | UNetHeadConfig, unet: UNet2DModel | None = None) -> Classifier:
-    """The classifier a config describes, untrained: the ResNet, or a head on ``unet``'s encoder."""
-    if isinstance(config, UNetHeadConfig):
-        if unet is None:
-            raise SideError("The UNet-head classifier reads the model's UNet: pass the model's unet.")
-        return UNetHead(config, unet)
-    return SurrogateClassifier(config)
+    """The classifier a config describes, untrained (a UNet head is built on ``unet``'s encoder)."""
+    return CLASSIFIERS.get(config.architecture).build(config, unet)
 
 
 def training_timesteps(
@@ -393,7 +370,7 @@ def load_classifier(
         raise SideError(f"{folder} holds no saved classifier (classifier.json + classifier.safetensors).")
     meta = read_json(folder / "classifier.json")
     # checkpoints written before the UNet head existed name no architecture: they are ResNets
-    config_class = {c.architecture: c for c in (ClassifierConfig, UNetHeadConfig)}[meta.get("architecture", "resnet")]
-    model = build_classifier(config_class(**meta["config"]), unet)
+    architecture = CLASSIFIERS.get(meta.get("architecture", ClassifierConfig.architecture))
+    model = build_classifier(architecture.config_class(**meta["config"]), unet)
     model.load_state_dict(read_tensors(folder / "classifier.safetensors"))
     return model.to(device).eval().requires_grad_(False), meta["report"]

@@ -16,6 +16,7 @@ import torch
 
 from side_core import distributed
 from side_core.errors import SideError
+from side_core.registry import Registry
 
 log = logging.getLogger("side_core")
 
@@ -23,6 +24,11 @@ log = logging.getLogger("side_core")
 def add_flag(p: argparse.ArgumentParser, name: str, default, help: str, **kwargs) -> None:
     """A flag whose help ends with its default, so the two cannot disagree."""
     p.add_argument(name, default=default, help=f"{help} (default %(default)s)", **kwargs)
+
+
+def add_choice(p: argparse.ArgumentParser, name: str, default: str, help: str, registry: Registry) -> None:
+    """A flag naming an entry of ``registry``, whose help lists every entry's own line."""
+    add_flag(p, name, default, f"{help}: {registry.help().replace('%', '%%')}", choices=registry.names())
 
 
 def _subcommand(sub: argparse._SubParsersAction, name: str, add: Callable) -> argparse.ArgumentParser:
@@ -85,18 +91,13 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     """The flags of one extraction experiment (shared by extract, compare, prepare and the benchmarks).
 
     ``report``: add --out; else --store, required unless ``store`` gives its default."""
-    from side_core.config import (
-        ALLOCATIONS,
-        CLASSIFIER_RECIPES,
-        CLASSIFIERS,
-        FEATURES,
-        LABELS,
-        SAMPLERS,
-        UNKEPT,
-        ExtractionConfig,
-    )
+    from side_core.allocation import ALLOCATIONS
+    from side_core.classifier import CLASSIFIERS
+    from side_core.config import LABELS, UNKEPT, ExtractionConfig
+    from side_core.embed import FEATURES
     from side_core.models import bundled_models_help
     from side_core.neighbours import SIMILARITIES
+    from side_core.sampling import SAMPLERS
 
     d = ExtractionConfig()
     c, s = d.cluster, d.sample
@@ -125,7 +126,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
     )
     add_flag(p, "--n-samples", d.n_samples, "N_G, samples per method", type=int)
     add_flag(p, "--n-syn", d.n_syn, "plain samples clustered into surrogate classes", type=int)
-    add_flag(p, "--feature", c.feature, "clustering feature", choices=FEATURES)
+    add_choice(p, "--feature", c.feature, "clustering feature", FEATURES)
     add_flag(p, "--k", c.k, "K-means clusters", type=int)
     add_flag(
         p, "--keep-top", c.keep_top, "keep this fraction of the clusters, the most cohesive, as classes", type=float
@@ -141,28 +142,14 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         "cluster as in the paper",
         choices=UNKEPT,
     )
-    add_flag(
-        p,
-        "--allocation",
-        d.allocation,
-        "how guided samples are spread over the classes: in proportion to each class's share of pool samples "
-        "with a near-identical partner (flagged), uniform draws (the paper), stratified rounds that aim at every "
-        "class once per round, or in proportion to each class's Good-Turing chance of a new find (missing)",
-        choices=ALLOCATIONS,
-    )
+    add_choice(p, "--allocation", d.allocation, "how guided samples are spread over the classes", ALLOCATIONS)
     p.add_argument(
         "--repel",
         action="store_true",
         help="push guided samples off the images the pool already repeats (its samples with a near-identical "
         "partner), so that guidance looks for images the pool has not found",
     )
-    add_flag(
-        p,
-        "--classifier",
-        d.classifier,
-        "guiding classifier: a head on the model's own UNet encoder, or the paper's ResNet trained from scratch",
-        choices=CLASSIFIERS,
-    )
+    add_choice(p, "--classifier", d.classifier, "guiding classifier", CLASSIFIERS)
     add_flag(
         p,
         "--labels",
@@ -173,7 +160,7 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         "each class's near misses, samples almost alike that no near-identical pair has found yet (near)",
         choices=LABELS,
     )
-    recipes = ", ".join(f"{name} {recipe.steps}" for name, recipe in CLASSIFIER_RECIPES.items())
+    recipes = ", ".join(f"{name} {entry.recipe.steps}" for name, entry in CLASSIFIERS.items())
     p.add_argument("--classifier-steps", type=int, default=None, help=f"classifier training steps (default: {recipes})")
     add_flag(p, "--guidance-scale", s.guidance_scale, "lambda, >= 0", type=float)
     p.add_argument(
@@ -184,10 +171,10 @@ def add_extraction_flags(p: argparse.ArgumentParser, report: bool = True, store:
         metavar=("T_LOW", "T_HIGH"),
         help="guide only at T_LOW <= t <= T_HIGH (default: all steps)",
     )
-    add_flag(p, "--sampler", s.sampler, "sampler", choices=SAMPLERS)
+    add_choice(p, "--sampler", s.sampler, "sampler", SAMPLERS)
     add_flag(p, "--steps", s.num_steps, "sampler steps", type=int)
     add_flag(p, "--batch-size", s.batch_size, "samples per batch and store shard", type=int)
-    add_flag(p, "--similarity", "pixel", "similarity for scoring (pixel: pixel correlation)", choices=SIMILARITIES)
+    add_choice(p, "--similarity", "pixels", "similarity for scoring", SIMILARITIES)
     p.add_argument("--sscd", default=None, help="SSCD TorchScript file, for --feature sscd or --similarity sscd")
     p.add_argument(
         "--bands",
@@ -257,8 +244,8 @@ def open_run(args: argparse.Namespace, store: str | Path):
     """The model, training set and run store the extraction flags name."""
     from side_core.data import load_training_set
     from side_core.metrics import Bands
-    from side_core.models import load_model
-    from side_core.pipeline import BUNDLED_STORE, Run
+    from side_core.models import BUNDLED_STORE, load_model
+    from side_core.run import Run
 
     is_bundled = BUNDLED_STORE.resolve() == Path(store).resolve()
     if args.fresh and is_bundled:
@@ -278,11 +265,11 @@ def extraction_config(args: argparse.Namespace):
     """The ExtractionConfig the extraction flags describe; the classifier is trained by its own recipe."""
     from dataclasses import replace
 
-    from side_core.config import CLASSIFIER_RECIPES, ClusterConfig, ExtractionConfig, SampleConfig
+    from side_core.config import ClusterConfig, ExtractionConfig, SampleConfig, recipe
 
-    recipe = CLASSIFIER_RECIPES[args.classifier]
+    train = recipe(args.classifier)
     if args.classifier_steps is not None:
-        recipe = replace(recipe, steps=args.classifier_steps)
+        train = replace(train, steps=args.classifier_steps)
 
     return ExtractionConfig(
         n_samples=args.n_samples,
@@ -297,7 +284,7 @@ def extraction_config(args: argparse.Namespace):
         ),
         classifier=args.classifier,
         labels=args.labels,
-        classifier_train=replace(recipe, seed=args.surrogate_seed),
+        classifier_train=replace(train, seed=args.surrogate_seed),
         sample=SampleConfig(
             sampler=args.sampler,
             num_steps=args.steps,
@@ -337,7 +324,7 @@ def _run_extraction(args: argparse.Namespace) -> None:
 
     from side_core.inspection import best_pairs
     from side_core.pipeline import METHODS, extract
-    from side_core.report import findings, markdown_table, write_report
+    from side_core.report_files import findings, markdown_table, write_report
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

@@ -8,15 +8,21 @@ paper's rule, ``unkept="nearest"``) or given one extra background label n that i
 (``unkept="background"``). With "nearest", each class also absorbs the loose samples around it, so
 p(class | x) stays broad and guidance toward it yields them too; the background label keeps the
 classes as tight as the filter made them.
+
+The classes are ranked as targets two ways: by the copies the pool's samples make (:func:`rank_classes`,
+which reads the training set: for inspection) and by the pool's own evidence (:func:`rank_by_pool`,
+which reads none: what an attacker can do).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from side_core.allocation import flagged_share
 from side_core.config import ClusterConfig
 from side_core.errors import SideError
 from side_core.metrics import BAND_NAMES, Bands, in_band
@@ -26,12 +32,18 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Clustering:
+    """A fitted clustering: its K-means clusters, the kept ones (the surrogate classes), each sample's
+    label, and the rule that labels any later sample (:meth:`predict`)."""
+
+    ARRAYS: ClassVar[tuple[str, ...]] = ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")
+
     kmeans_labels: np.ndarray  # (N,) int64, K-means cluster of each sample, in [0, K)
     centroids: np.ndarray  # (K, D) float32, L2-normalised
     cohesion: np.ndarray  # (K,) float32 mean member-to-centroid cosine
     sizes: np.ndarray  # (K,) int64 members per K-means cluster
     kept: np.ndarray  # (K_kept,) int64 ids of the kept clusters, most cohesive first
     labels: np.ndarray  # (N,) int64 surrogate class in [0, K_kept), or K_kept for background samples
+    unkept: str = "background"  # what the samples of dropped clusters are labelled (ClusterConfig.unkept)
 
     @property
     def n_classes(self) -> int:
@@ -49,7 +61,12 @@ class Clustering:
         return self.n_classes + int(self.background)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in ("kmeans_labels", "centroids", "cohesion", "sizes", "kept", "labels")}
+        return {k: getattr(self, k) for k in self.ARRAYS}
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """(N,) int64: the surrogate label of each of these samples' (N, D) features, by the rule that
+        labelled the clustered ones (:func:`surrogate_labels`; ``n_classes``: background)."""
+        return surrogate_labels(features, self.centroids, self.cohesion, self.kept, self.unkept)
 
 
 def l2_normalise(features: np.ndarray) -> np.ndarray:
@@ -92,7 +109,7 @@ def cluster(features: np.ndarray, config: ClusterConfig) -> Clustering:
         int(np.isin(kmeans_labels, kept).sum()),
         len(z),
     )
-    return Clustering(kmeans_labels, centroids, cohesion, sizes.astype(np.int64), kept, labels)
+    return Clustering(kmeans_labels, centroids, cohesion, sizes.astype(np.int64), kept, labels, config.unkept)
 
 
 def surrogate_labels(
@@ -245,3 +262,42 @@ def rank_classes(
             )
         )
     return sorted(evidence, key=lambda e: (-e.copy_rate, -e.cohesion, e.cls))
+
+
+@dataclass(frozen=True)
+class PoolEvidence:
+    """What an attacker knows of one surrogate class from the pool of plain samples alone, with no
+    training image: a model draws what it memorized again and again, so a class whose pool samples
+    have near-identical partners in the pool is where guidance can be expected to copy."""
+
+    cls: int  # surrogate class id
+    size: int  # pool samples in the class
+    cohesion: float  # mean member-to-centroid cosine of its cluster
+    flagged: int  # of them with a near-identical partner in the pool (the Filter signal)
+
+    @property
+    def flagged_share(self) -> float:
+        return self.flagged / max(self.size, 1)
+
+
+def rank_by_pool(clustering: Clustering, partner: np.ndarray) -> list[PoolEvidence]:
+    """The surrogate classes, the most promising target first, by evidence that reads no training
+    image: the share of a class's pool samples with a near-identical partner (the flagged allocation's
+    weight, side_core.allocation), ties by cohesion. ``clustering``: the pool's; ``partner`` (N,)
+    int64 from the pool's near-identical pairs (-1: none)."""
+    n_classes = clustering.n_classes
+    sizes = np.bincount(clustering.labels, minlength=n_classes + 1)[:n_classes]
+    try:
+        share = flagged_share(clustering.labels, n_classes, partner)
+    except SideError:  # no class holds a flagged sample: cohesion alone ranks
+        share = np.zeros(n_classes)
+    evidence = [
+        PoolEvidence(
+            cls=cls,
+            size=int(sizes[cls]),
+            cohesion=float(clustering.cohesion[cluster_id]),
+            flagged=int(round(share[cls] * sizes[cls])),
+        )
+        for cls, cluster_id in enumerate(clustering.kept)
+    ]
+    return sorted(evidence, key=lambda e: (-e.flagged_share, -e.cohesion, e.cls))

@@ -4,28 +4,21 @@ store are keyed by these values, and checkpoints carry them to rebuild.
 The configs are frozen and keyword-only, and check themselves when built: a bad value is a
 :class:`~side_core.errors.SideError` before any work starts, never an hour into a run. Make a changed
 copy with ``dataclasses.replace``.
+
+The open choices (sampler, feature, classifier, allocation) are the names registered beside their
+implementations (side_core.registry): a config looks its choice up there when it is built, so that
+importing this module imports no torch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 from side_core.errors import SideError
 
-SAMPLERS = ("ddpm", "ddim")
-FEATURES = ("unet", "pixels", "sscd")
 UNKEPT = ("background", "nearest")  # what happens to samples of the clusters not kept
-# How the N_G guided samples are spread over the surrogate classes: "flagged" draws each sample's
-# class with probability proportional to the class's share of pool samples with a near-identical
-# partner (the Filter signal, no training data), "uniform" draws it uniformly (the paper's protocol),
-# "stratified" aims at every class once per round, "missing" draws it in proportion to the class's
-# Good-Turing chance of a new find (side_core.allocation; how they compare: benchmarks/README.md).
-ALLOCATIONS = ("flagged", "uniform", "stratified", "missing")
-# The guiding classifier: "unet-head", a small head on the target model's own frozen UNet encoder
-# features at (x_t, t) (side_core.unet_head); "resnet", the paper's ResNet trained from scratch.
-CLASSIFIERS = ("unet-head", "resnet")
 # What the classifier learns: "core", each kept cluster's pool samples that have a near-identical
 # partner in the pool (everything else background); "clusters", every member of each kept cluster;
 # "unfound", each kept cluster's pool samples with no near-identical partner (the repeated ones background);
@@ -71,7 +64,13 @@ class _Config:
     """What every config shares: a JSON-able dict (stage keys, checkpoints) and back."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields by name; a nested config as its own ``to_dict`` writes it (which may keep a
+        retired field that stored keys hold)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    return value.to_dict() if isinstance(value, _Config) else value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,19 +149,19 @@ class TrainConfig(_Config):
 class SampleConfig(_Config):
     """The denoising loop shared by plain and guided sampling."""
 
-    # "ddpm" (ancestral) or "ddim" (deterministic). At 25 steps guidance works with DDPM, whose fresh
-    # noise each step undoes the guidance's off-image push, and mostly hurts with DDIM (benchmarks/README.md).
+    # A name in side_core.sampling.SAMPLERS. At 25 steps guidance works with DDPM, whose fresh noise
+    # each step undoes the guidance's off-image push, and mostly hurts with DDIM (benchmarks/README.md).
     sampler: str = "ddpm"
     num_steps: int = 25  # 25 steps already reproduce memorized faces on the bundled model
-    eta: float = 0.0  # DDIM noise; 0 makes the sample a function of its initial noise
     guidance_scale: float = 0.0  # lambda of the paper's classifier guidance; 0 is plain sampling
     guidance_window: tuple[int, int] | None = None  # [t_low, t_high] where guidance acts; None: all
     batch_size: int = 64  # the paper's batch; also the size of one store shard
 
     def __post_init__(self) -> None:
-        _choice("sampler", self.sampler, SAMPLERS)
+        from side_core.sampling import SAMPLERS
+
+        SAMPLERS.get(self.sampler)
         _whole("sampler steps", self.num_steps, 1)
-        _real("eta", self.eta, 0.0, 1.0)
         _real("guidance scale", self.guidance_scale, 0.0, hint="; 0 is plain sampling")
         if self.guidance_window is not None:
             window = tuple(self.guidance_window)
@@ -172,6 +171,12 @@ class SampleConfig(_Config):
                 raise SideError(f"Guidance window [{window[0]}, {window[1]}]: use 0 <= T_LOW <= T_HIGH.")
             object.__setattr__(self, "guidance_window", window)
         _whole("batch size", self.batch_size, 1)
+
+    def to_dict(self) -> dict:
+        # Every stored generation is keyed by this dict with a DDIM noise "eta" of 0, the only value it
+        # ever took (the DDIM sampler fixes it): kept, in its place, so that they keep their keys.
+        d = super().to_dict()
+        return {"sampler": d.pop("sampler"), "num_steps": d.pop("num_steps"), "eta": 0.0, **d}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -221,7 +226,8 @@ class UNetHeadConfig(_Config):
 @dataclass(frozen=True, kw_only=True)
 class ClassifierTrainConfig(_Config):
     """How the classifier is trained on the labelled synthetic samples. The defaults are the ResNet's
-    recipe (the paper's classifier, trained from scratch); CLASSIFIER_RECIPES holds each classifier's."""
+    recipe (the paper's classifier, trained from scratch); each classifier's entry in
+    side_core.classifier.CLASSIFIERS holds its own (:func:`recipe`)."""
 
     steps: int = 1500  # optimizer steps; a few minutes on 2 CPU cores at the defaults
     batch_size: int = 64
@@ -248,20 +254,24 @@ class ClassifierTrainConfig(_Config):
         return {k: v for k, v in self.to_dict().items() if k not in later or v != later[k]}
 
 
-# Each classifier's training recipe. The head trains in ~2 minutes on 2 CPU cores: its features are
-# the UNet's, so 400 steps at a high rate suffice; the ResNet learns its features from scratch.
-CLASSIFIER_RECIPES = {
-    "unet-head": ClassifierTrainConfig(steps=400, batch_size=128, learning_rate=1e-3, timesteps="sampler"),
-    "resnet": ClassifierTrainConfig(),
-}
+# The UNet head's recipe. It trains in ~2 minutes on 2 CPU cores: its features are the UNet's, so 400
+# steps at a high rate suffice; the ResNet learns its features from scratch (the defaults).
+HEAD_RECIPE = ClassifierTrainConfig(steps=400, batch_size=128, learning_rate=1e-3, timesteps="sampler")
+
+
+def recipe(classifier: str) -> ClassifierTrainConfig:
+    """The training recipe of a classifier (its entry in side_core.classifier.CLASSIFIERS)."""
+    from side_core.classifier import CLASSIFIERS  # the registry imports torch: not at this module's import
+
+    return CLASSIFIERS.get(classifier).recipe
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterConfig(_Config):
     """Surrogate labels from K-means on L2-normalised features (the paper's surrogate conditions)."""
 
-    # "pixels", "unet" or "sscd". Pixels: the space the (pixel) similarity scores copies in, as SSCD
-    # is for the paper; tight pixel clusters are repeated faces.
+    # A name in side_core.embed.FEATURES. Pixels: the space the pixels similarity scores copies in, as
+    # SSCD is for the paper; tight pixel clusters are repeated faces.
     feature: str = "pixels"
     k: int = 100  # the paper's K; with N_syn 4,096 about 40 samples per cluster
     # Which clusters become surrogate classes, by cohesion (mean member-to-centroid cosine). The
@@ -274,7 +284,9 @@ class ClusterConfig(_Config):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _choice("feature", self.feature, FEATURES)
+        from side_core.embed import FEATURES
+
+        FEATURES.get(self.feature)
         _whole("K (clusters)", self.k, 2)
         _real("keep_top (fraction of clusters kept)", self.keep_top, 0.0, 1.0, low_open=True)
         if self.tau is not None:
@@ -297,13 +309,14 @@ class ExtractionConfig(_Config):
     n_samples: int = 256  # N_G, the budget of every method
     n_syn: int = 4096  # plain samples that are clustered into surrogate classes (N_syn); ~5 min on 2 CPU cores
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    classifier: str = "unet-head"  # the guiding classifier (CLASSIFIERS); "resnet" is the paper's
+    classifier: str = "unet-head"  # the guiding classifier (side_core.classifier.CLASSIFIERS); "resnet": the paper's
     labels: str = "core"  # what the classifier learns (LABELS); "clusters" is the paper's
-    classifier_train: ClassifierTrainConfig = field(default_factory=lambda: CLASSIFIER_RECIPES["unet-head"])
+    classifier_train: ClassifierTrainConfig = field(default_factory=lambda: HEAD_RECIPE)  # the unet-head's
     classifier_width: int = 32  # the ResNet's first-stage channels
     # lambda: set from the scale sweep on the bundled model (benchmarks/README.md)
     sample: SampleConfig = field(default_factory=lambda: SampleConfig(guidance_scale=4.0))
-    allocation: str = "flagged"  # how guided samples spread over the classes (ALLOCATIONS); the paper's: "uniform"
+    # how guided samples spread over the classes (side_core.allocation.ALLOCATIONS); the paper's: "uniform"
+    allocation: str = "flagged"
     repel: bool = False  # push guided samples off the pool's near-identical samples (side_core.repulsion)
     seed: int = 0  # the N_G samples of every method
     # The surrogate: the synthetic set's shards use surrogate_seed + 1; K-means and the classifiers
@@ -311,6 +324,9 @@ class ExtractionConfig(_Config):
     surrogate_seed: int = 0
 
     def __post_init__(self) -> None:
+        from side_core.allocation import ALLOCATIONS
+        from side_core.classifier import CLASSIFIERS
+
         _whole("N_G (samples per method)", self.n_samples, 1)
         _whole("N_syn (samples to cluster)", self.n_syn, 3)
         # K-means needs K < N_syn: with K == N_syn every cluster is one sample and the silhouette is undefined.
@@ -320,9 +336,9 @@ class ExtractionConfig(_Config):
                 "lower K or raise N_syn (about 40 samples per cluster works well)."
             )
         _whole("classifier width", self.classifier_width, 1)
-        _choice("classifier", self.classifier, CLASSIFIERS)
+        CLASSIFIERS.get(self.classifier)
         _choice("labels", self.labels, LABELS)
-        _choice("allocation", self.allocation, ALLOCATIONS)
+        ALLOCATIONS.get(self.allocation)
         if not isinstance(self.repel, bool):
             raise SideError(f"repel = {self.repel!r}: give True or False.")
         check_seed(self.seed)
@@ -342,5 +358,5 @@ class ExtractionConfig(_Config):
 def paper_recipe(config: ExtractionConfig) -> ExtractionConfig:
     """``config`` with the paper's SIDE recipe: the ResNet classifier trained on every member of each
     kept cluster, guided samples spread uniformly over the classes (the classifier's seed is kept)."""
-    train = replace(CLASSIFIER_RECIPES["resnet"], seed=config.classifier_train.seed)
+    train = replace(recipe("resnet"), seed=config.classifier_train.seed)
     return replace(config, classifier="resnet", labels="clusters", allocation="uniform", classifier_train=train)

@@ -1,10 +1,5 @@
-"""Features of generated images, for clustering them into surrogate classes.
-
-- ``unet``: the diffusion model's own mid-block activations at a small timestep (the paper's premise
-  is that the model's internal features cluster its samples; offline and free).
-- ``pixels``: per-image standardized pixels (mean 0, std 1), so that cosine similarity of features
-  is the pixel correlation used for scoring.
-- ``sscd``: an SSCD TorchScript descriptor, when the user gives the file (the paper's choice).
+"""Features of generated images, for clustering them into surrogate classes: one entry of
+:data:`FEATURES` each (``unet``, ``pixels``, ``sscd``; each entry's help says what it is).
 
 Under a launcher (``side_core.distributed``) the ``unet`` and ``sscd`` features split their rows
 between processes in whole batches and gather them, so every batch is exactly the one a single
@@ -15,16 +10,18 @@ a similarity the metrics measure, so mixed precision cannot move a score.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from side_core.config import FEATURES
 from side_core.distributed import World, all_gather_rows
 from side_core.errors import SideError
 from side_core.models import LoadedModel
+from side_core.registry import Registry
 
 UNET_FEATURE_T = 50  # small enough that x_t is almost x0, large enough to be in the training range
 # SSCD README preprocessing: resize to 320x320, ImageNet mean/std.
@@ -40,6 +37,61 @@ def standardize(images: torch.Tensor) -> torch.Tensor:
     return flat / flat.std(dim=1, keepdim=True, correction=0).clamp_min(1e-6)
 
 
+@dataclass(frozen=True)
+class FeatureInputs:
+    """What a feature may use beside the images. Under a launcher every process embeds the same
+    images; ``world`` says which rows are this process's."""
+
+    model: LoadedModel | None
+    sscd_path: str | Path | None
+    batch_size: int
+    seed: int
+    world: World
+
+    def rows(self, n: int) -> range:
+        """This process's rows of ``n`` images, in whole batches."""
+        return self.world.rows(n, align=self.batch_size)
+
+    def gathered(self, block: torch.Tensor) -> np.ndarray:
+        """Every process's rows, from this process's ``block`` of them."""
+        return (all_gather_rows(block) if self.world.size > 1 else block).numpy()
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A clustering feature: ``embed(images, inputs)`` maps (N, C, H, W) float32 in [-1, 1] to (N, D) float32."""
+
+    embed: Callable[[torch.Tensor, FeatureInputs], np.ndarray]
+    help: str
+    needs_sscd_file: bool = False  # the user gives the SSCD TorchScript file, which is part of the features' key
+
+
+def _unet(images: torch.Tensor, inputs: FeatureInputs) -> np.ndarray:
+    if inputs.model is None:
+        raise SideError("The 'unet' feature needs the model: pass it, or use feature 'pixels'.")
+    rows = inputs.rows(len(images))
+    return inputs.gathered(_unet_features(images, inputs.model, inputs.batch_size, inputs.seed, rows))
+
+
+def _pixels(images: torch.Tensor, inputs: FeatureInputs) -> np.ndarray:
+    return standardize(images).numpy()  # cheap: every process computes all rows
+
+
+def _sscd(images: torch.Tensor, inputs: FeatureInputs) -> np.ndarray:
+    device = inputs.model.device if inputs.model is not None else inputs.world.device
+    rows = inputs.rows(len(images))
+    sscd = load_sscd(inputs.sscd_path, device)
+    return inputs.gathered(sscd_descriptors(images[rows.start : rows.stop], sscd, inputs.batch_size))
+
+
+FEATURES: Registry[Feature] = Registry("feature")
+# The paper's premise: the model's internal features cluster its samples (offline and free).
+FEATURES.register("unet", Feature(_unet, "the model's own mid-block activations at a small timestep"))
+# Cosine similarity of these features is the pixel correlation that scores copies.
+FEATURES.register("pixels", Feature(_pixels, "standardized pixels, the space the pixels similarity scores copies in"))
+FEATURES.register("sscd", Feature(_sscd, "SSCD descriptors (the paper's), from its TorchScript file", True))
+
+
 def embed(
     images: torch.Tensor,
     feature: str = "unet",
@@ -49,25 +101,13 @@ def embed(
     seed: int = 0,
     world: World | None = None,
 ) -> np.ndarray:
-    """(N, C, H, W) float32 in [-1, 1] -> (N, D) float32 features.
+    """(N, C, H, W) float32 in [-1, 1] -> (N, D) float32 features (``feature``: a name in :data:`FEATURES`).
 
     ``world``: the launched processes, which all call this with the same images and each compute a
     block of whole batches (None: this process computes every row).
     """
-    if feature == "pixels":
-        return standardize(images).numpy()  # cheap: every process computes all rows
-    world = world or World()
-    rows = world.rows(len(images), align=batch_size)
-    if feature == "unet":
-        if model is None:
-            raise SideError("The 'unet' feature needs the model: pass it, or use feature 'pixels'.")
-        block = _unet_features(images, model, batch_size, seed, rows)
-    elif feature == "sscd":
-        device = model.device if model is not None else world.device
-        block = sscd_descriptors(images[rows.start : rows.stop], load_sscd(sscd_path, device), batch_size)
-    else:
-        raise SideError(f"Unknown feature '{feature}': use one of {', '.join(FEATURES)}.")
-    return all_gather_rows(block).numpy() if world.size > 1 else block.numpy()
+    inputs = FeatureInputs(model, sscd_path, batch_size, seed, world or World())
+    return FEATURES.get(feature).embed(images, inputs)
 
 
 def _autocast(device: torch.device) -> torch.autocast | contextlib.nullcontext:

@@ -1,29 +1,28 @@
 """What a person inspects in a run: a scored generation's samples beside their nearest training
 images (:class:`Scored`), each method's best distinct extractions as pairs, pictures and a ZIP of
-them, how often guidance toward each class copied (:class:`ClassCopies`), and the attacker-side
-ranking of the surrogate classes from the pool alone (:func:`rank_by_pool`).
+them, and how often guidance toward each class copied (:class:`ClassCopies`).
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from side_core.allocation import flagged_share
-from side_core.cluster import Clustering, band_counts
+from side_core.cluster import band_counts
 from side_core.errors import SideError
 from side_core.images import grid, to_uint8, upscale_nearest
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
 from side_core.metrics import BAND_NAMES, Bands, in_band
-from side_core.store import Stage
+from side_core.run import Run
 
 if TYPE_CHECKING:
-    from side_core.report import Report
-    from side_core.run import Run
+    from side_core.report import Report  # the report's files show these pairs: its modules import this one
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,8 @@ class Scored:
     similarity: np.ndarray  # (N, k) float32, descending
     index: np.ndarray  # (N, k) int64 training indices
     bands: Bands
+    # timestep -> (N, C, H, W) predicted x0 at the generation's captured steps (empty: none read)
+    frames: dict[int, torch.Tensor] = field(default_factory=dict)
 
     @property
     def nearest(self) -> np.ndarray:
@@ -55,12 +56,15 @@ class Scored:
 
     def take(self, ids: list[int] | np.ndarray) -> Scored:
         """The same for the samples ``ids`` only, in that order."""
-        return Scored(self.images[ids], self.similarity[ids], self.index[ids], self.bands)
+        frames = {t: frame[ids] for t, frame in self.frames.items()}
+        return Scored(self.images[ids], self.similarity[ids], self.index[ids], self.bands, frames)
 
 
-def scored(run: Run, generation: Stage, score: Stage) -> Scored:
-    similarity, index = run.neighbours(score)
-    return Scored(run.images(generation), similarity, index, run.bands())
+def scored(score: Score, frames: bool = False) -> Scored:
+    """A scored generation's samples with their nearest training images, and with ``frames`` the
+    predicted x0 at its captured steps."""
+    generation = score.generation
+    return Scored(generation.images(), *score.neighbours(), score.bands, generation.frames() if frames else {})
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,9 @@ class Pairs:
         return len(self.generated)
 
 
-def best_extractions(run: Run, generation: Stage, score: Stage, n: int = 8) -> Pairs:
+def best_extractions(run: Run, score: Score, n: int = 8) -> Pairs:
     """The ``n`` samples of a scored generation closest to distinct training images, best first."""
-    sims, idx = run.neighbours(score)
+    sims, idx = score.neighbours()
     order = np.argsort(-sims[:, 0], kind="stable")
     chosen, seen = [], set()
     for i in order:
@@ -89,15 +93,12 @@ def best_extractions(run: Run, generation: Stage, score: Stage, n: int = 8) -> P
             break
     chosen = np.array(chosen, dtype=np.int64)
     train_idx = idx[chosen, 0]
-    return Pairs(run.images(generation)[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx)
+    return Pairs(score.generation.images()[chosen], run.data.images[train_idx], sims[chosen, 0], train_idx)
 
 
 def best_pairs(run: Run, report: Report, n: int = 8) -> dict[str, Pairs]:
     """Each method's ``n`` samples closest to distinct training images, with those images."""
-    return {
-        method: best_extractions(run, run.find(row.generation), run.find(row.score), n)
-        for method, row in report.methods.items()
-    }
+    return {method: best_extractions(run, run.find(row.score, Score), n) for method, row in report.methods.items()}
 
 
 def pair_image(generated: torch.Tensor, training: torch.Tensor, scale: int = 4, pad: int = 4) -> np.ndarray:
@@ -143,53 +144,14 @@ class ClassCopies:
 def class_copies(run: Run, report: Report, method: str = "side") -> ClassCopies:
     """Per class, the samples of a report's guided generation aimed at it and the copies among them."""
     row = report.methods[method]
-    targets = run.targets(run.find(row.generation))
+    targets = run.find(row.generation, Generation).targets()
     if targets is None:
         raise SideError(f"The {method} generation has no targets: it is not guided. Pick SIDE or Cond.")
     n_classes = int(report.clusters["n_classes"])
-    similarity, _ = run.neighbours(run.find(row.score))
+    similarity, _ = run.find(row.score, Score).neighbours()
     aimed = np.bincount(targets.numpy(), minlength=n_classes)
     copies = band_counts(targets.numpy(), similarity[:, 0], report.bands, n_classes)[:, BAND_NAMES.index("high")]
     return ClassCopies(aimed, copies)
-
-
-@dataclass(frozen=True)
-class PoolEvidence:
-    """What an attacker knows of one surrogate class from the pool of plain samples alone, with no
-    training image: a model draws what it memorized again and again, so a class whose pool samples
-    have near-identical partners in the pool is where guidance can be expected to copy."""
-
-    cls: int  # surrogate class id
-    size: int  # pool samples in the class
-    cohesion: float  # mean member-to-centroid cosine of its cluster
-    flagged: int  # of them with a near-identical partner in the pool (the Filter signal)
-
-    @property
-    def flagged_share(self) -> float:
-        return self.flagged / max(self.size, 1)
-
-
-def rank_by_pool(clustering: Clustering, partner: np.ndarray) -> list[PoolEvidence]:
-    """The surrogate classes, the most promising target first, by evidence that reads no training
-    image: the share of a class's pool samples with a near-identical partner (the flagged allocation's
-    weight, side_core.allocation), ties by cohesion. ``clustering``: the pool's; ``partner`` (N,)
-    int64 from ``Run.pool`` (-1: none)."""
-    n_classes = clustering.n_classes
-    sizes = np.bincount(clustering.labels, minlength=n_classes + 1)[:n_classes]
-    try:
-        share = flagged_share(clustering.labels, n_classes, partner)
-    except SideError:  # no class holds a flagged sample: cohesion alone ranks
-        share = np.zeros(n_classes)
-    evidence = [
-        PoolEvidence(
-            cls=cls,
-            size=int(sizes[cls]),
-            cohesion=float(clustering.cohesion[cluster_id]),
-            flagged=int(round(share[cls] * sizes[cls])),
-        )
-        for cls, cluster_id in enumerate(clustering.kept)
-    ]
-    return sorted(evidence, key=lambda e: (-e.flagged_share, -e.cohesion, e.cls))
 
 
 def extraction_grid(pairs: dict[str, Pairs], per_row: int = 8, scale: int = 4) -> np.ndarray:

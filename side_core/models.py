@@ -29,6 +29,8 @@ from side_core.store import file_fingerprint, stage_key
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# The precomputed stages of the bundled default model (`python -m side_core prepare`).
+BUNDLED_STORE = ASSETS / "store"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Exact nearest-neighbour search of generated images against the training set, in chunks.
 
-A similarity maps images to unit vectors so that gamma(x, x') is a dot product:
-- ``pixel``: Pearson correlation of the pixels (standardize each image, divide by sqrt(D)), i.e.
+A similarity (one entry of :data:`SIMILARITIES`) maps images to unit vectors so that gamma(x, x') is a
+dot product:
+- ``pixels``: Pearson correlation of the pixels (standardize each image, divide by sqrt(D)), i.e.
   1 - ||z - z'||^2 / (2D) for standardized images z: a normalised pixel distance that ignores
   brightness and contrast, suited to small images;
 - ``sscd``: cosine similarity of SSCD descriptors (needs the TorchScript file).
@@ -28,13 +29,52 @@ from side_core.distributed import World, all_gather_rows, all_reduce_min
 from side_core.embed import load_sscd, sscd_descriptors, standardize
 from side_core.errors import SideError
 from side_core.metrics import Bands
+from side_core.registry import Registry
 
-SIMILARITIES = ("pixel", "sscd")
+
+@dataclass(frozen=True)
+class SimilarityMeasure:
+    """How one similarity scores images: ``vectors(images, sscd)`` maps (N, C, H, W) in [-1, 1] to (N, D)
+    float32 unit vectors on the CPU (``sscd``: the loaded SSCD model where the measure needs its file)."""
+
+    vectors: Callable[[torch.Tensor, torch.jit.ScriptModule | None], torch.Tensor]
+    help: str
+    preprocessing: str  # what reports say the similarity is; part of the training set's reference key
+    needs_sscd_file: bool = False
+
+
+def _pixel_correlation(images: torch.Tensor, sscd: torch.jit.ScriptModule | None) -> torch.Tensor:
+    z = standardize(images)
+    return z / z.shape[1] ** 0.5
+
+
+def _sscd_cosine(images: torch.Tensor, sscd: torch.jit.ScriptModule | None) -> torch.Tensor:
+    return sscd_descriptors(images, sscd, autocast=False)  # full precision: these vectors are what the metrics measure
+
+
+SIMILARITIES: Registry[SimilarityMeasure] = Registry("similarity")
+SIMILARITIES.register(
+    "pixels",
+    SimilarityMeasure(
+        _pixel_correlation,
+        "pixel correlation",
+        "Pearson correlation of pixels (each image standardized to mean 0, std 1)",
+    ),
+)
+SIMILARITIES.register(
+    "sscd",
+    SimilarityMeasure(
+        _sscd_cosine,
+        "cosine of SSCD descriptors (the paper's), from its TorchScript file",
+        "SSCD descriptor cosine; images resized to 320x320, ImageNet mean/std",
+        needs_sscd_file=True,
+    ),
+)
 
 
 @dataclass
 class Similarity:
-    name: str
+    name: str  # in SIMILARITIES
     preprocessing: str
     sscd_path: str | None = None
     # SSCD, loaded once (on the run's device) by make_similarity and reused for every call
@@ -42,33 +82,27 @@ class Similarity:
 
     def vectors(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) in [-1, 1] -> (N, D) float32 unit vectors, on the CPU."""
-        if self.name == "pixel":
-            z = standardize(images)
-            return z / z.shape[1] ** 0.5
-        if self.sscd is None:
+        measure = SIMILARITIES.get(self.name)
+        if measure.needs_sscd_file and self.sscd is None:
             self.sscd = load_sscd(self.sscd_path)
-        # full precision: these vectors are what the metrics measure
-        return sscd_descriptors(images, self.sscd, autocast=False)
+        return measure.vectors(images, self.sscd)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "preprocessing": self.preprocessing}
+        # Stored stages (the training set's reference) are keyed by this dict, and the pixels similarity
+        # was stored as "pixel": it keeps that name here, so that they keep their keys.
+        name = "pixel" if self.name == "pixels" else self.name
+        return {"name": name, "preprocessing": self.preprocessing}
 
 
 def make_similarity(
-    name: str = "pixel", sscd_path: str | Path | None = None, device: str | torch.device = "cpu"
+    name: str = "pixels", sscd_path: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> Similarity:
-    """A similarity; ``sscd`` loads the TorchScript file now (a missing file fails before any
-    generation), once, onto ``device``."""
-    if name == "pixel":
-        return Similarity("pixel", "Pearson correlation of pixels (each image standardized to mean 0, std 1)")
-    if name == "sscd":
-        return Similarity(
-            "sscd",
-            "SSCD descriptor cosine; images resized to 320x320, ImageNet mean/std",
-            str(sscd_path),
-            load_sscd(sscd_path, device),
-        )
-    raise SideError(f"Unknown similarity '{name}': use one of {', '.join(SIMILARITIES)}.")
+    """The similarity ``name`` (in :data:`SIMILARITIES`); one that needs the SSCD file loads it now (a
+    missing file fails before any generation), once, onto ``device``."""
+    measure = SIMILARITIES.get(name)
+    if not measure.needs_sscd_file:
+        return Similarity(name, measure.preprocessing)
+    return Similarity(name, measure.preprocessing, str(sscd_path), load_sscd(sscd_path, device))
 
 
 @dataclass(frozen=True)

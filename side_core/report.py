@@ -1,6 +1,5 @@
-"""Extraction results as typed objects, and the files made from them: report.json (stable shape),
-report.md (the table), a CSV of the table, a PNG of the best extractions next to their nearest
-training images.
+"""Extraction results as typed objects, built from the stages behind them (the files made from them:
+side_core.report_files).
 
 The JSON shape of a report (report.json; scripts read it) is ``{"model", "data",
 "similarity": {name, preprocessing, bands}, "methods": {method: {n_generated, ams, ums, p95,
@@ -12,23 +11,18 @@ side_core.whole_run; the pairs, pictures and per-class views a person inspects, 
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from side_core.images import save_png
-from side_core.inspection import Pairs, extraction_grid
+from side_core.config import ExtractionConfig
+from side_core.kinds.classifier import Evaluation
+from side_core.kinds.cost import SamplingCost
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import PoolFilter, Score, bands
 from side_core.metrics import BAND_NAMES, Bands, ratio
-from side_core.store import Stage, write_json, write_text
-from side_core.whole_run import WholeRun, whole_run_text
-
-if TYPE_CHECKING:
-    from side_core.config import ExtractionConfig
-    from side_core.pipeline import Surrogate
-    from side_core.run import Run
+from side_core.run import Run, Stored
+from side_core.surrogate import Surrogate
+from side_core.whole_run import WholeRun
 
 
 @dataclass(frozen=True)
@@ -197,7 +191,7 @@ class Report:
 
 
 def method_result(
-    generation: Stage, score: Stage, cost: int, seconds: dict[str, float], landed: float | None = None
+    generation: Generation, score: Score, cost: int, seconds: dict[str, float], landed: float | None = None
 ) -> MethodResult:
     """A method's row from its generation and score stages; ``seconds``: the stages before them;
     ``landed``: for a guided row, the fraction of samples that landed in their target class."""
@@ -209,14 +203,14 @@ def method_result(
         p95=summary["p95"],
         extracted=tuple(summary["extracted"]),
         seconds={**seconds, "generate": generation.summary()["seconds"], "score": summary["seconds"]},
-        generation=generation.path.name,
-        score=score.path.name,
+        generation=generation.name,
+        score=score.name,
         cost=cost,
         landed=landed,
     )
 
 
-def timing_sources(run: Run, stages: dict[str, Stage]) -> dict[str, dict[str, Any]]:
+def timing_sources(run: Run, stages: dict[str, Stored]) -> dict[str, dict[str, Any]]:
     """Where and when each timing of a report was measured: for each timed stage (by what it timed),
     its folder, the store that holds it and whether that store is read-only (the bundled one, whose
     stages were made elsewhere), and ``made``: the host, CPU, device, threads, torch and time
@@ -224,7 +218,7 @@ def timing_sources(run: Run, stages: dict[str, Stage]) -> dict[str, dict[str, An
     before stages recorded them."""
     return {
         what: {
-            "stage": stage.path.name,
+            "stage": stage.name,
             "store": str(stage.path.parent),
             "read_only": stage.path.parent != run.root,
             "made": stage.summary().get("made"),
@@ -233,58 +227,25 @@ def timing_sources(run: Run, stages: dict[str, Stage]) -> dict[str, dict[str, An
     }
 
 
-def timings_text(timings: dict[str, dict[str, Any]]) -> list[str]:
-    """report.md's lines on where and when its timings were measured, stages of one machine and store
-    together."""
-    groups: dict[tuple, list[str]] = {}
-    times: dict[tuple, list[str]] = {}
-    for what, source in timings.items():
-        made = source["made"]
-        machine = None
-        if made is not None:
-            machine = (made["host"], made["cpu"], made["cores"], made["threads"], made["device"], made["torch"])
-        key = (source["store"], source["read_only"], machine)
-        groups.setdefault(key, []).append(what)
-        if made is not None:
-            times.setdefault(key, []).append(made["at"])
-    lines = []
-    for (store, read_only, machine), names in groups.items():
-        where = f"the read-only store `{store}`" if read_only else f"the run store `{store}`"
-        if machine is None:
-            told = f"reused from {where}, which does not record where or when they were measured"
-        else:
-            host, cpu, cores, threads, device, torch_version = machine
-            stamps = [at.replace("T", " ").replace("+00:00", " UTC") for at in times[(store, read_only, machine)]]
-            first, last = min(stamps), max(stamps)
-            when = f"at {first}" if first == last else f"between {first} and {last}"
-            verb = "reused from" if read_only else "stored in"
-            told = (
-                f"measured on `{host}` ({cpu}, {cores} cores, {threads} torch thread{'s' * (threads != 1)}, "
-                f"device {device}, torch {torch_version}) {when}, {verb} {where}"
-            )
-        lines.append(f"- {', '.join(names)}: {told}.")
-    return lines
-
-
 def build_report(
     run: Run,
     config: ExtractionConfig,
     methods: dict[str, MethodResult],
     surrogate: Surrogate | None = None,
-    pool_filter: Stage | None = None,
-    evaluations: dict[str, Stage] | None = None,
+    pool_filter: PoolFilter | None = None,
+    evaluations: dict[str, Evaluation] | None = None,
     whole: WholeRun | None = None,
-    sampling_cost: Stage | None = None,
+    sampling_cost: SamplingCost | None = None,
 ) -> Report:
     """An extraction's report: what was run (model, training set, similarity and its bands, settings),
     each method's row, the surrogate's clusters and classifiers behind the guided rows (with each
-    classifier's evaluation at the sampler's timesteps, ``Run.evaluation``), the Filter baseline on the
-    surrogate's pool (``Run.filter``): what SIDE adds is what it extracts beyond it, the whole run, and
+    classifier's evaluation at the sampler's timesteps), the Filter baseline on the surrogate's pool
+    (side_core.kinds.scoring.PoolFilter): what SIDE adds is what it extracts beyond it, the whole run, and
     where and when each timing was measured (``timings``: :func:`timing_sources`; ``sampling_cost``
     is the stage that timed a plain and a guided sample side by side)."""
     clusters = classifiers = None
     evaluations = evaluations or {}
-    timed: dict[str, Stage] = {}
+    timed: dict[str, Stored] = {}
     if sampling_cost is not None:
         timed["the side-by-side timing of a plain sample, a guided sample and a classifier step"] = sampling_cost
     if surrogate is not None:
@@ -292,7 +253,10 @@ def build_report(
         timed |= {f"{m} classifier": stage for m, stage in surrogate.classifiers.items()}
     for method, row in methods.items():
         if row.generation is not None:
-            timed |= {f"{method} samples": run.find(row.generation), f"{method} scores": run.find(row.score)}
+            timed |= {
+                f"{method} samples": run.find(row.generation, Generation),
+                f"{method} scores": run.find(row.score, Score),
+            }
     if surrogate is not None:
         summary = surrogate.clusters.summary()
         clusters = {k: summary.get(k) for k in ("n_classes", "in_classes", "silhouette")}
@@ -309,7 +273,7 @@ def build_report(
     return Report(
         model=run.model.facts(),
         data=run.data.facts() if run.data else None,
-        similarity={**run.similarity.to_dict(), "bands": run.bands().to_dict()},
+        similarity={**run.similarity.to_dict(), "bands": bands(run).to_dict()},
         methods=methods,
         config=config.to_dict(),
         clusters=clusters,
@@ -317,51 +281,6 @@ def build_report(
         whole_run=whole,
         extra=extra,
     )
-
-
-def markdown_table(report: Report | dict) -> str:
-    """The table of :meth:`Report.rows` (AMS/UMS in percent, p95, distinct extractions, every sample
-    each method drew, distinct per 1,000 drawn, the share of guided samples that landed in their
-    target class, and the Filter baseline on the pool, where the report has it); '-': no value."""
-    head = (
-        ["method", "N_G"]
-        + [f"AMS {b}" for b in BAND_NAMES]
-        + [f"UMS {b}" for b in BAND_NAMES]
-        + ["p95", "distinct (high)", "samples drawn in all", "distinct per 1,000 drawn", "landed in target"]
-    )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in Report.of(report).rows():
-
-        def cell(key: str, form: str = "{}", row: dict = row) -> str:
-            return "-" if row[key] is None else form.format(row[key])
-
-        n_g = f"{row['flagged']} flagged" if row["flagged"] is not None else cell("n_generated")
-        cells = [row["method"], n_g]
-        cells += [cell(f"{metric}_{b}", "{:.2f}") for metric in ("ams", "ums") for b in BAND_NAMES]
-        cells += [cell("p95", "{:.3f}"), cell("distinct_high"), cell("drawn_in_all")]
-        cells += [cell("distinct_per_1000_drawn", "{:.1f}"), cell("landed_in_target_percent", "{}%")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def ratios(report: Report | dict) -> dict[str, float | None]:
-    """SIDE over each baseline, for high-band AMS and distinct extractions (None if undefined)."""
-    return Report.of(report).ratios()
-
-
-def report_json(report: Report) -> str:
-    """report.json's text: the report with its ratios."""
-    return json.dumps(report.to_json(), indent=2)
-
-
-def report_csv(report: Report) -> str:
-    """The table as CSV, one row per method (``Report.rows``)."""
-    rows = report.rows()
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["method"])
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)
@@ -376,11 +295,9 @@ class SweepPoint:
     score: str
 
     @classmethod
-    def from_score(cls, scale: float, score: Stage) -> SweepPoint:
+    def from_score(cls, scale: float, score: Score) -> SweepPoint:
         summary = score.summary()
-        return cls(
-            float(scale), summary["ams"], summary["ums"], summary["p95"], len(summary["extracted"]), score.path.name
-        )
+        return cls(float(scale), summary["ams"], summary["ums"], summary["p95"], len(summary["extracted"]), score.name)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SweepPoint:
@@ -388,56 +305,3 @@ class SweepPoint:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def reach_text(reach: dict[str, dict]) -> str:
-    """How many images plain sampling reaches, as the pool shows it (``pipeline.pool_reach``), and an
-    attacker's stopping rule from it."""
-    a, s = reach["attacker"], reach["scorer"]
-    rule = "keep sampling" if a["new_per_1000"] >= 1 else "stop: more samples would rarely show a new image"
-    return (
-        f"Reach, from the {a['n_samples']}-sample pool: the attacker sees {a['found']} images drawn three or more "
-        f"times (near-identical groups) and estimates {a['estimate']:.0f} reachable, with about "
-        f"{a['new_per_1000']:.1f} new finds per 1,000 more samples ({rule}); the scorer counts {s['found']} "
-        f"images copied, of a Chao1 estimate of {s['estimate']:.0f}."
-    )
-
-
-def findings(report: Report) -> list[str]:
-    """The paragraphs after the table (report.md, the command line): the whole run, what it found beyond
-    the pool, and the reach of plain sampling."""
-    out = [whole_run_text(report.whole_run)] if report.whole_run is not None else []
-    if report.extra.get("reach"):
-        out.append(reach_text(report.extra["reach"]))
-    return out
-
-
-def write_report(report: Report | dict, out: str | Path, command: str, pairs: dict[str, Pairs]) -> None:
-    """Write report.json, report.md and extractions.png into ``out``; ``pairs`` are each method's
-    best distinct extractions (:func:`best_pairs`)."""
-    out = Path(out)
-    typed = Report.of(report)
-    report = {**typed.to_json(), "command": command}
-    write_json(out / "report.json", report)
-    bands = report["similarity"]["bands"]
-    band_text = ", ".join(f"{b} [{lo:.3f}, {'1' if hi is None else f'{hi:.3f}'})" for b, (lo, hi) in bands.items())
-    md = [
-        "# SIDE extraction report",
-        "",
-        f"Command: `{command}`",
-        "",
-        f"Model: {report['model']['source']}; data: {report['data']['source'] if report['data'] else '-'}",
-        f"Similarity: {report['similarity']['name']} ({report['similarity']['preprocessing']}); bands: {band_text}",
-        "",
-        markdown_table(typed),
-        "",
-        "AMS and UMS in percent of N_G. Distinct = training images with some sample in the high band.",
-    ]
-    for paragraph in findings(typed):
-        md += ["", paragraph]
-    if typed.extra.get("timings"):
-        md += ["", "Where and when the timings were measured:", "", *timings_text(typed.extra["timings"])]
-    if report["ratios"]:
-        md += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in report["ratios"].items())]
-    write_text(out / "report.md", "\n".join(md) + "\n")
-    save_png(extraction_grid(pairs), out / "extractions.png")

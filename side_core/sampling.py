@@ -18,18 +18,36 @@ same generator gives bit-identical samples.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, SchedulerMixin
 
 from side_core.config import SampleConfig
 from side_core.errors import SideError
 from side_core.models import LoadedModel
+from side_core.registry import Registry
 from side_core.repulsion import Repel
 
 GuidanceFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A denoising update: a diffusers scheduler class, built from the model's own training schedule,
+    whose ``step`` takes a generator and returns ``pred_original_sample``; ``step_kwargs`` go to every step."""
+
+    scheduler_class: type[SchedulerMixin]
+    help: str
+    step_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+SAMPLERS: Registry[Sampler] = Registry("sampler")
+SAMPLERS.register("ddpm", Sampler(DDPMScheduler, "ancestral, fresh noise at every step"))
+# eta 0: the sample is a function of its initial noise
+SAMPLERS.register("ddim", Sampler(DDIMScheduler, "deterministic, no noise after the first", {"eta": 0.0}))
 
 
 @dataclass
@@ -51,10 +69,10 @@ class SampleResult:
     frames: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-def make_scheduler(model: LoadedModel, config: SampleConfig) -> DDIMScheduler | DDPMScheduler:
-    """A fresh sampling scheduler built from the model's own training schedule."""
+def make_scheduler(model: LoadedModel, config: SampleConfig) -> SchedulerMixin:
+    """A fresh sampling scheduler of ``config.sampler`` built from the model's own training schedule."""
     # The loop hands the scheduler a noise prediction whatever the model predicts (see to_eps).
-    scheduler_class = DDIMScheduler if config.sampler == "ddim" else DDPMScheduler
+    scheduler_class = SAMPLERS.get(config.sampler).scheduler_class
     scheduler = scheduler_class.from_config(model.scheduler.config, prediction_type="epsilon")
     scheduler.set_timesteps(config.num_steps)
     return scheduler
@@ -145,7 +163,7 @@ def _repelled(
     eps_pred: torch.Tensor,
     x_t: torch.Tensor,
     alpha_bar: torch.Tensor,
-    scheduler: DDIMScheduler | DDPMScheduler,
+    scheduler: SchedulerMixin,
     repel: Repel,
 ) -> torch.Tensor:
     """eps_pred, changed only for the samples whose x0_pred the repulsion moves (bit-identical elsewhere)."""
@@ -160,7 +178,7 @@ def _repelled(
 
 def _denoise(
     model: LoadedModel,
-    scheduler: DDIMScheduler | DDPMScheduler,
+    scheduler: SchedulerMixin,
     x_t: torch.Tensor,
     *,
     config: SampleConfig,
@@ -176,7 +194,7 @@ def _denoise(
     alphas_cumprod = scheduler.alphas_cumprod.to(x_t.device)
     prediction_type = model.scheduler.config.prediction_type
     window = config.guidance_window
-    extra = {"eta": config.eta} if isinstance(scheduler, DDIMScheduler) else {}
+    step_kwargs = SAMPLERS.get(config.sampler).step_kwargs
     frames: dict[int, torch.Tensor] = {}
     n_steps = len(scheduler.timesteps)
     for i, t in enumerate(scheduler.timesteps, start=1):
@@ -192,7 +210,7 @@ def _denoise(
         if repel is not None:
             eps_pred = _repelled(eps_pred, x_t, alphas_cumprod[t_int], scheduler, repel)
         # 3. the ordinary scheduler step x_t -> x_{t-1}
-        step = scheduler.step(eps_pred, t, x_t, generator=generator, **extra)
+        step = scheduler.step(eps_pred, t, x_t, generator=generator, **step_kwargs)
         x_t = step.prev_sample
         x0_pred = step.pred_original_sample
         if i in capture_steps:

@@ -87,7 +87,7 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     try:
         text = json.dumps(obj, indent=2, default=_json_default, allow_nan=False)
     except ValueError as err:
-        raise ValueError(f"refusing to write a non-finite number to {path}: {err}") from err
+        raise SideError(f"Refusing to write a non-finite number to {path} ({err}): JSON has none.") from err
     write_text(path, text + "\n")
 
 
@@ -138,7 +138,7 @@ def _json_default(obj: Any) -> Any:
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+    raise SideError(f"Cannot write a {type(obj).__name__} to JSON: convert it to numbers, strings or lists first.")
 
 
 def stage_key(inputs: dict[str, Any]) -> str:

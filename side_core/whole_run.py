@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from side_core.kinds.cost import SamplingCost
+from side_core.kinds.scoring import Score
 from side_core.metrics import distinct_curve, ratio
-from side_core.store import Stage
+from side_core.run import Run
 
 if TYPE_CHECKING:
-    from side_core.report import MethodResult
-    from side_core.run import Run
+    from side_core.report import MethodResult  # the report holds a WholeRun: its module imports this one
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WholeRun:
     samples: the pool is itself plain sampling) and with the same wall time.
 
     Wall time: a plain and a guided sample and the classifier's training cost what
-    ``Run.sampling_cost`` timed side by side; the SIDE run is its pool (N_syn plain samples), the
+    side_core.kinds.cost.SamplingCost timed side by side; the SIDE run is its pool (N_syn plain samples), the
     surrogate's features and clustering (as their stages recorded) and classifier training, and its N_G
     guided samples. ``n_same_time`` plain samples take as long."""
 
@@ -121,18 +122,18 @@ def chained_first_hit(first_hits: list[np.ndarray], sizes: list[int]) -> np.ndar
 
 
 def whole_run(
-    run: Run, rows: dict[str, MethodResult], pool_score: Stage, cost: Stage, extra_score: Stage | None = None
+    run: Run, rows: dict[str, MethodResult], pool_score: Score, cost: SamplingCost, extra_score: Score | None = None
 ) -> WholeRun:
     """The :class:`WholeRun` of a report's UnCond and SIDE rows, the pool's score stage and the
-    sampling cost stage (``Run.sampling_cost``); ``extra_score``: more plain samples, drawn after
+    sampling cost stage; ``extra_score``: more plain samples, drawn after
     UnCond's, to reach the SIDE run's wall time."""
     side, uncond = rows["side"], rows["uncond"]
     n_syn = pool_score.summary()["n_generated"]
-    pool_first = run.first_hit(pool_score)
-    side_first = chained_first_hit([pool_first, run.first_hit(run.find(side.score))], [n_syn, side.n_generated])
-    plain_hits, plain_sizes = [pool_first, run.first_hit(run.find(uncond.score))], [n_syn, uncond.n_generated]
+    pool_first = pool_score.first_hit()
+    side_first = chained_first_hit([pool_first, run.find(side.score, Score).first_hit()], [n_syn, side.n_generated])
+    plain_hits, plain_sizes = [pool_first, run.find(uncond.score, Score).first_hit()], [n_syn, uncond.n_generated]
     if extra_score is not None:
-        plain_hits.append(run.first_hit(extra_score))
+        plain_hits.append(extra_score.first_hit())
         plain_sizes.append(extra_score.summary()["n_generated"])
     n_total, n_plain = n_syn + side.n_generated, sum(plain_sizes)
     plain_curve = distinct_curve(chained_first_hit(plain_hits, plain_sizes), n_plain)

@@ -90,20 +90,24 @@ def test_filter_reports_the_pool_samples_that_repeat_a_training_image(tiny_model
     """A pool in which two training images are each drawn twice: Filter flags those four samples
     and reports the two images as extracted; an image drawn once is not flagged."""
     from side_core.data import load_training_set
+    from side_core.kinds.clusters import NearIdentical
+    from side_core.kinds.features import Features
+    from side_core.kinds.generation import Generation
+    from side_core.kinds.scoring import PoolFilter
     from side_core.models import load_model
-    from side_core.pipeline import Run
+    from side_core.run import Run
 
     model = load_model(tiny_model_dir, device="cpu")
     run = Run(tmp_path / "store", model, load_training_set(tiny_data_dir, 1, 8))
     train = run.data.images
     noise = torch.rand(36, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
     pool = torch.cat([train[[2, 2, 5, 5, 7]], noise])  # images 2 and 5 twice, image 7 once
-    synthetic = run.stage("generate", {"n": len(pool), "sample": {"batch_size": len(pool)}, "test": "pool"})
-    synthetic.begin()
-    synthetic.write_shard(0, {"images": pool})
-    synthetic.finish({"n": len(pool), "n_shards": 1, "seconds": 0.0})
-    features = run.features(synthetic, "pixels")
-    found = run.filter(run.pool(features, quantile=0.92), synthetic).summary()
+    synthetic = run.stage(Generation, {"n": len(pool), "sample": {"batch_size": len(pool)}, "test": "pool"})
+    synthetic.stage.begin()
+    synthetic.stage.write_shard(0, {"images": pool})
+    synthetic.stage.finish({"n": len(pool), "n_shards": 1, "seconds": 0.0})
+    features = Features.make(run, synthetic, "pixels")
+    found = PoolFilter.make(run, NearIdentical.make(run, features, quantile=0.92)).summary()
     assert found["flagged"] == 4 and found["groups"] == 2 and found["precision_high"] == 100.0
     assert found["extracted"] == [2, 5]
     assert found["curve"][1] == 1 and found["curve"][3] == 2  # an image counts once both its draws exist

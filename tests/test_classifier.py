@@ -9,7 +9,6 @@ from conftest import bright_and_dark
 
 from side_core.classifier import (
     ClassifierReport,
-    SurrogateClassifier,
     classifier_guidance,
     load_classifier,
     save_classifier,
@@ -17,6 +16,7 @@ from side_core.classifier import (
     train_classifier,
 )
 from side_core.config import ClassifierConfig, ClassifierTrainConfig, SampleConfig
+from side_core.resnet import SurrogateClassifier
 from side_core.sampling import sample
 
 

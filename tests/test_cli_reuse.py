@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY_CLI
 
 from side_core.cli import build_parser, main
-from side_core.report import timings_text
+from side_core.report_files import timings_text
 
 STAGE_LINE = re.compile(r"^(reused|made) (\w+)-[0-9a-f]{12}")
 
@@ -38,7 +38,7 @@ def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_
     assert not [line for line in said if "generating" in line]
 
     # the first run's store as the bundled store: everything is reused from it, nothing is made
-    monkeypatch.setattr("side_core.pipeline.BUNDLED_STORE", bundled / "store")
+    monkeypatch.setattr("side_core.models.BUNDLED_STORE", bundled / "store")
     again = tmp_path / "again"
     said = compare(bright_dark_model_dir, bright_dark_data_dir, again, caplog)
     reused = [line for line in said if line.startswith("reused ")]
@@ -76,7 +76,7 @@ def test_the_log_and_the_report_say_what_was_reused_and_where_each_timing_comes_
 
 
 def test_fresh_refuses_the_bundled_store_as_its_run_store(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("side_core.pipeline.BUNDLED_STORE", tmp_path / "bundled")
+    monkeypatch.setattr("side_core.models.BUNDLED_STORE", tmp_path / "bundled")
     assert main(["prepare", "--model", "default", "--store", str(tmp_path / "bundled"), "--fresh"]) == 2
     err = capsys.readouterr().err
     assert "--fresh ignores the bundled store, but --store" in err and "leave out --fresh" in err

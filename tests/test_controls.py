@@ -11,9 +11,15 @@ import pytest
 from side_core.cluster import cluster, shuffled_labels, surrogate_labels
 from side_core.config import ClusterConfig, ExtractionConfig
 from side_core.data import load_training_set
-from side_core.models import load_model
-from side_core.pipeline import BUNDLED_STORE, CONTROLS, METHODS, Run, build_surrogate, extract
-from side_core.report import Report, markdown_table
+from side_core.kinds.classifier import Landed
+from side_core.kinds.cost import SamplingCost
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
+from side_core.models import BUNDLED_STORE, load_model
+from side_core.pipeline import CONTROLS, METHODS, build_surrogate, extract
+from side_core.report import Report
+from side_core.report_files import markdown_table
+from side_core.run import Run
 from side_core.sampling import make_scheduler
 from side_core.whole_run import WholeRun, chained_first_hit, whole_run_text
 
@@ -67,12 +73,12 @@ def test_shuffled_control_is_its_own_classifier_guided_like_side(run_and_report)
     assert side.path != shuffled.path
     assert "shuffled_labels" not in side.inputs and shuffled.inputs["shuffled_labels"] == config.surrogate_seed
     assert {k: v for k, v in shuffled.inputs.items() if k != "shuffled_labels"} == side.inputs
-    cluster_labels, control_labels = run.classifier_labels(side), run.classifier_labels(shuffled)
+    cluster_labels, control_labels = side.labels(), shuffled.labels()
     assert sorted(control_labels.tolist()) == sorted(cluster_labels.tolist())
     assert not control_labels.equal(cluster_labels)
     # same noise, same targets, same lambda as SIDE: only the classifier differs
-    side_gen, control_gen = (run.find(report.methods[m].generation) for m in ("side", "shuffled"))
-    assert run.targets(side_gen).equal(run.targets(control_gen))
+    side_gen, control_gen = (run.find(report.methods[m].generation, Generation) for m in ("side", "shuffled"))
+    assert side_gen.targets().equal(control_gen.targets())
     assert side_gen.inputs["sample"] == control_gen.inputs["sample"]
     assert "ams_high_side_over_shuffled" in report.ratios()
 
@@ -81,15 +87,15 @@ def test_landed_is_the_share_of_guided_samples_labelled_with_their_target(run_an
     run, _, report = run_and_report
     assert report.methods["uncond"].landed is None
     for method in ("cond", "side", "shuffled"):
-        generation = run.find(report.methods[method].generation)
-        landed = run.landed(generation)
-        labels, targets = run.landed_labels(landed), run.targets(generation).numpy()
+        generation = run.find(report.methods[method].generation, Generation)
+        landed = Landed.make(run, generation)
+        labels, targets = landed.labels(), generation.targets().numpy()
         assert len(labels) == len(targets) == 8
         assert (
             report.methods[method].landed == landed.summary()["landed"] == round(float((labels == targets).mean()), 4)
         )
     with pytest.raises(Exception, match="plain sampling"):
-        run.landed(run.find(report.methods["uncond"].generation))
+        Landed.make(run, run.find(report.methods["uncond"].generation, Generation))
 
 
 def test_accuracy_at_the_samplers_timesteps(run_and_report):
@@ -107,7 +113,7 @@ def test_whole_run_counts_the_union_of_pool_and_method_copies(run_and_report):
     run, config, report = run_and_report
     whole = report.whole_run
     assert isinstance(whole, WholeRun) and whole.n_total == config.n_syn + config.n_samples
-    pool = set(run.score(build_surrogate(run, config, ()).synthetic).summary()["extracted"])
+    pool = set(Score.make(run, build_surrogate(run, config, ()).synthetic).summary()["extracted"])
     for method, count in (("side", whole.side), ("uncond", whole.uncond)):
         assert count == len(pool | set(report.methods[method].extracted))
     for curve in (whole.side_curve, whole.uncond_curve):
@@ -124,7 +130,7 @@ def test_whole_run_counts_the_union_of_pool_and_method_copies(run_and_report):
 def test_beyond_the_pool_counts_only_what_the_pool_had_not_copied(run_and_report):
     run, config, report = run_and_report
     whole = report.whole_run
-    pool = set(run.score(build_surrogate(run, config, ()).synthetic).summary()["extracted"])
+    pool = set(Score.make(run, build_surrogate(run, config, ()).synthetic).summary()["extracted"])
     beyond = whole.beyond_pool()
     assert whole.pool == len(pool)
     assert beyond["side"] == len(set(report.methods["side"].extracted) - pool)
@@ -142,7 +148,7 @@ def test_whole_run_wall_time_reads_the_side_by_side_timing(run_and_report):
     """Both rates come from one sampling-cost stage, timed alternately; a stored report reads it again
     rather than timing anew, so a rerun reports the same seconds."""
     run, config, report = run_and_report
-    cost = run.sampling_cost(build_surrogate(run, config, ("side",)).classifiers["side"], config.sample)
+    cost = SamplingCost.make(run, build_surrogate(run, config, ("side",)).classifiers["side"], config.sample)
     timed = cost.summary()
     assert timed["rounds"] == 3 and timed["batch"] == config.sample.batch_size
     assert timed["plain_per_sample"] > 0 and timed["guided_per_sample"] > 0 and timed["classifier_per_step"] > 0

@@ -57,7 +57,7 @@ def test_bands_from_train_distribution():
 def test_copy_scores_high_and_noise_does_not():
     torch.manual_seed(0)
     train = torch.rand(20, 1, 8, 8) * 2 - 1
-    similarity = make_similarity("pixel")
+    similarity = make_similarity("pixels")
     train_vectors = similarity.vectors(train)
     nn_sim, _ = nearest_others(train_vectors)
     bands = bands_from_train(nn_sim)

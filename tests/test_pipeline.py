@@ -109,7 +109,7 @@ def test_stages_in_the_bundled_store_are_used_in_place(
 ):
     """The CLI reads finished stages from the bundled store (here: the first compare's) and writes
     only the report into the new folder."""
-    monkeypatch.setattr("side_core.pipeline.BUNDLED_STORE", compared / "store")
+    monkeypatch.setattr("side_core.models.BUNDLED_STORE", compared / "store")
     out = tmp_path / "again"
     args = ["compare", "--model", str(bright_dark_model_dir), "--data", str(bright_dark_data_dir), "--n-samples", "24"]
     assert main([*args, *TINY_CLI, "--out", str(out)]) == 0
@@ -124,10 +124,11 @@ def test_stages_in_the_bundled_store_are_used_in_place(
 def test_background_samples_train_the_classifier_but_are_never_targets(bright_dark_model_dir, tmp_path):
     from dataclasses import replace
 
-    from side_core.classifier import load_classifier
     from side_core.config import ClassifierTrainConfig, ClusterConfig, ExtractionConfig, SampleConfig
+    from side_core.kinds.generation import Generation
     from side_core.models import load_model
-    from side_core.pipeline import Run, build_surrogate
+    from side_core.pipeline import build_surrogate
+    from side_core.run import Run
 
     run = Run(tmp_path / "store", load_model(bright_dark_model_dir, device="cpu"))
     config = ExtractionConfig(
@@ -140,15 +141,15 @@ def test_background_samples_train_the_classifier_but_are_never_targets(bright_da
         sample=SampleConfig(num_steps=4, batch_size=16, guidance_scale=2.0),
     )
     # Choose tau between cohesions, so that some clusters are dropped whatever these samples are.
-    cohesion = sorted(run.clustering(build_surrogate(run, config, ()).clusters).cohesion)
+    cohesion = sorted(build_surrogate(run, config, ()).clusters.clustering().cohesion)
     config = replace(config, cluster=replace(config.cluster, tau=float(cohesion[3])))
     surrogate = build_surrogate(run, config, ("side",))
-    clustering = run.clustering(surrogate.clusters)
+    clustering = surrogate.clusters.clustering()
     assert clustering.background and clustering.n_classes == 3
-    classifier, _ = load_classifier(surrogate.classifiers["side"].path, unet=run.model.unet)
+    classifier = surrogate.classifiers["side"].load()
     assert classifier.config.n_classes == clustering.n_classes + 1  # the background output
     target = surrogate.target("side")
     assert target.n_classes == clustering.n_classes
-    generation = run.generate(config.n_samples, config.seed, config.sample, target)
-    targets = run.targets(generation)
+    generation = Generation.make(run, config.n_samples, config.seed, config.sample, target)
+    targets = generation.targets()
     assert len(targets) == 32 and int(targets.max()) < clustering.n_classes

@@ -1,10 +1,9 @@
-"""The attacker-side ranking of surrogate classes (side_core.inspection.rank_by_pool): from the pool's
+"""The attacker-side ranking of surrogate classes (side_core.cluster.rank_by_pool): from the pool's
 clusters and near-identical partners alone, the class whose samples repeat most comes first."""
 
 import numpy as np
 
-from side_core.cluster import Clustering
-from side_core.inspection import rank_by_pool
+from side_core.cluster import Clustering, rank_by_pool
 
 
 def clustering(labels: list[int], kept: list[int], cohesion: list[float]) -> Clustering:

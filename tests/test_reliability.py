@@ -24,8 +24,10 @@ from side_core.config import (
 )
 from side_core.data import load_training_set
 from side_core.errors import SideError
+from side_core.kinds.generation import Generation
 from side_core.models import load_model
-from side_core.pipeline import Run, build_surrogate
+from side_core.pipeline import build_surrogate, guided_generation
+from side_core.run import Run
 from side_core.store import Stage, read_tensors
 from side_core.train import train_ddpm
 
@@ -54,10 +56,10 @@ def _all_outputs(root: Path, model_dir: Path, global_seed: int) -> dict[str, tor
     torch.manual_seed(global_seed)
     run = Run(root, load_model(model_dir, device="cpu"))
     surrogate = build_surrogate(run, CONFIG, ("side", "cond"))
-    out = {"synthetic": run.images(surrogate.synthetic)}
-    out["uncond"] = run.images(run.generate(CONFIG.n_samples, CONFIG.seed, CONFIG.sample))
+    out = {"synthetic": surrogate.synthetic.images()}
+    out["uncond"] = Generation.make(run, CONFIG.n_samples, CONFIG.seed, CONFIG.sample).images()
     for method, stage in surrogate.classifiers.items():
-        out[method] = run.images(run.generate(CONFIG.n_samples, CONFIG.seed, CONFIG.sample, surrogate.target(method)))
+        out[method] = guided_generation(run, surrogate, method, CONFIG.n_samples, CONFIG.seed, CONFIG.sample).images()
         for name, tensor in load_file(stage.file("classifier.safetensors")).items():
             out[f"{method} classifier {name}"] = tensor
     return out
@@ -118,28 +120,28 @@ def _flip_a_byte(path: Path) -> None:
 
 @pytest.mark.parametrize("damage", [_truncate, _flip_a_byte, Path.unlink], ids=["truncated", "overwritten", "deleted"])
 def test_a_damaged_shard_of_a_finished_generation_is_named_and_made_again(run, damage, caplog):
-    stage = run.generate(12, seed=2, config=PLAIN)
-    before = run.images(stage)
-    damage(stage.shard(1))
+    stage = Generation.make(run, 12, seed=2, config=PLAIN)
+    before = stage.images()
+    damage(stage.stage.shard(1))
     made = []
-    again = run.generate(12, seed=2, config=PLAIN, progress=made.append)
-    assert again.done and {p.batch for p in made} == {1}  # only the damaged shard
+    again = Generation.make(run, 12, seed=2, config=PLAIN, progress=made.append)
+    assert again.stage.done and {p.batch for p in made} == {1}  # only the damaged shard
     assert "shards/00001.safetensors" in caplog.text and "damaged" in caplog.text
-    assert torch.equal(run.images(again), before)
+    assert torch.equal(again.images(), before)
 
 
 def test_a_run_that_verified_a_stage_still_sees_it_change(run, caplog):
     """A Run remembers the stages it found intact (by their files' sizes and times), so a
     look-up costs a stat; a later write still changes what it remembers."""
-    stage = run.generate(8, seed=6, config=PLAIN)
-    before = run.images(stage)
-    assert run.generate(8, seed=6, config=PLAIN).path == stage.path  # verified, and remembered
+    stage = Generation.make(run, 8, seed=6, config=PLAIN)
+    before = stage.images()
+    assert Generation.make(run, 8, seed=6, config=PLAIN).path == stage.path  # verified, and remembered
     assert stage.path in run.stages._intact
-    _flip_a_byte(stage.shard(1))
+    _flip_a_byte(stage.stage.shard(1))
     made = []
-    again = run.generate(8, seed=6, config=PLAIN, progress=made.append)
+    again = Generation.make(run, 8, seed=6, config=PLAIN, progress=made.append)
     assert {p.batch for p in made} == {1} and "checksum differs" in caplog.text
-    assert torch.equal(run.images(again), before)
+    assert torch.equal(again.images(), before)
 
 
 def test_a_truncated_shard_of_an_unfinished_generation_is_not_counted(run):
@@ -151,14 +153,14 @@ def test_a_truncated_shard_of_an_unfinished_generation_is_not_counted(run):
             raise Stop
 
     with pytest.raises(Stop):
-        run.generate(12, seed=4, config=PLAIN, progress=stop_in_third_batch)
+        Generation.make(run, 12, seed=4, config=PLAIN, progress=stop_in_third_batch)
     (partial,) = [Stage.open(p) for p in run.root.glob("generate-*")]
     _truncate(partial.shard(0))
     made = []
-    stage = run.generate(12, seed=4, config=PLAIN, progress=made.append)
-    assert stage.done and {p.batch for p in made} == {0, 2}
+    stage = Generation.make(run, 12, seed=4, config=PLAIN, progress=made.append)
+    assert stage.stage.done and {p.batch for p in made} == {0, 2}
     fresh = Run(run.root.parent / "fresh", run.model)
-    assert torch.equal(run.images(stage), fresh.images(fresh.generate(12, seed=4, config=PLAIN)))
+    assert torch.equal(stage.images(), Generation.make(fresh, 12, seed=4, config=PLAIN).images())
 
 
 def test_damaged_files_of_other_stages_are_made_again(run, caplog):
@@ -176,45 +178,45 @@ def test_damaged_files_of_other_stages_are_made_again(run, caplog):
 
 
 def test_a_damaged_read_only_stage_is_made_under_root_and_left_alone(run, tmp_path):
-    stage = run.generate(8, seed=0, config=PLAIN)
-    _truncate(stage.shard(0))
-    damaged_bytes = stage.shard(0).read_bytes()
+    stage = Generation.make(run, 8, seed=0, config=PLAIN)
+    _truncate(stage.stage.shard(0))
+    damaged_bytes = stage.stage.shard(0).read_bytes()
     reader = Run(tmp_path / "new", run.model, read_only_roots=(run.root,))
-    made = reader.generate(8, seed=0, config=PLAIN)
-    assert made.path.parent == tmp_path / "new" and made.done
-    assert stage.shard(0).read_bytes() == damaged_bytes
+    made = Generation.make(reader, 8, seed=0, config=PLAIN)
+    assert made.path.parent == tmp_path / "new" and made.stage.done
+    assert stage.stage.shard(0).read_bytes() == damaged_bytes
 
 
 def test_asking_whether_a_damaged_stage_is_stored_changes_nothing(run):
     """The read-only look-up answers "not stored" for a damaged stage and leaves its files alone;
     only doing the work repairs it."""
-    stage = run.generate(8, seed=7, config=PLAIN)
-    _flip_a_byte(stage.shard(1))
-    damaged_bytes = stage.shard(1).read_bytes()
+    stage = Generation.make(run, 8, seed=7, config=PLAIN)
+    _flip_a_byte(stage.stage.shard(1))
+    damaged_bytes = stage.stage.shard(1).read_bytes()
 
-    def work(r: Run) -> Stage:
-        return r.generate(8, seed=7, config=PLAIN)
+    def work(r: Run) -> Generation:
+        return Generation.make(r, 8, seed=7, config=PLAIN)
 
     assert run.stored(work) is None
-    assert stage.done and stage.shard(1).read_bytes() == damaged_bytes
-    assert run.stored(lambda r: r.generate(8, seed=8, config=PLAIN)) is None  # never made: still nothing
+    assert stage.stage.done and stage.stage.shard(1).read_bytes() == damaged_bytes
+    assert run.stored(lambda r: Generation.make(r, 8, seed=8, config=PLAIN)) is None  # never made: still nothing
     assert len(list(run.root.glob("generate-*"))) == 1
-    assert run.stored(work) is None and work(run).done
+    assert run.stored(work) is None and work(run).stage.done
     assert run.stored(work).path == stage.path
 
 
 def test_a_stage_without_a_manifest_is_made_again_and_says_why(run, caplog):
     """A store made before stages listed their files' checksums cannot be verified: its stages are
     made again, with a message that says so."""
-    stage = run.generate(4, seed=9, config=PLAIN)
-    before = run.images(stage)
+    stage = Generation.make(run, 4, seed=9, config=PLAIN)
+    before = stage.images()
     summary = stage.summary()
     (stage.path / "done.json").write_text(json.dumps(summary))  # no manifest
     made = []
-    again = run.generate(4, seed=9, config=PLAIN, progress=made.append)
+    again = Generation.make(run, 4, seed=9, config=PLAIN, progress=made.append)
     assert "lists no checksums" in caplog.text and "before version 0.1.0" in caplog.text
-    assert again.done and "manifest" in json.loads((again.path / "done.json").read_text())
-    assert torch.equal(run.images(again), before) and made == []  # its shards verify on their own
+    assert again.stage.done and "manifest" in json.loads((again.path / "done.json").read_text())
+    assert torch.equal(again.images(), before) and made == []  # its shards verify on their own
 
 
 def test_reading_a_damaged_file_names_it(tmp_path):
@@ -224,10 +226,10 @@ def test_reading_a_damaged_file_names_it(tmp_path):
 
 
 def test_finding_a_damaged_stage_by_name_says_how_to_repair_it(run):
-    stage = run.generate(4, seed=0, config=PLAIN)
-    _flip_a_byte(stage.shard(0))
+    stage = Generation.make(run, 4, seed=0, config=PLAIN)
+    _flip_a_byte(stage.stage.shard(0))
     with pytest.raises(SideError, match="damaged .*00000.safetensors checksum differs.*repairs it"):
-        run.find(stage.path.name)
+        run.find(stage.name, Generation)
 
 
 # -- several processes on one store ------------------------------------------------------------------
@@ -236,8 +238,10 @@ def _generate_in_process(model_dir: str, root: str, n: int) -> tuple[list[int], 
     torch.set_num_threads(1)
     run = Run(root, load_model(model_dir, device="cpu"))
     made = []
-    stage = run.generate(n, seed=3, config=PLAIN, progress=lambda p: made.append(p.batch) if p.step == 1 else None)
-    return made, run.images(stage)
+    stage = Generation.make(
+        run, n, seed=3, config=PLAIN, progress=lambda p: made.append(p.batch) if p.step == 1 else None
+    )
+    return made, stage.images()
 
 
 def _surrogate_in_process(model_dir: str, root: str) -> tuple[list[str], dict]:

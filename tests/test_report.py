@@ -15,10 +15,14 @@ from side_core.config import SampleConfig
 from side_core.data import load_training_set
 from side_core.errors import SideError
 from side_core.inspection import best_pairs, class_copies, pair_image, pairs_zip, scored
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
 from side_core.metrics import Bands
 from side_core.models import load_model
-from side_core.pipeline import METHODS, Run, extract, guidance_sweep
-from side_core.report import Report, markdown_table, report_csv
+from side_core.pipeline import METHODS, extract, guidance_sweep
+from side_core.report import Report
+from side_core.report_files import markdown_table, report_csv
+from side_core.run import Run
 
 BANDS = Bands.from_thresholds(0.5, 0.7, 0.9)
 
@@ -71,7 +75,7 @@ def test_stored_answers_without_computing(tiny_run):
     config = SampleConfig(num_steps=3, batch_size=4)
 
     def work(run: Run):
-        return run.score(run.generate(6, 3, config))
+        return Score.make(run, Generation.make(run, 6, 3, config))
 
     assert tiny_run.stored(work) is None
     assert not list(tiny_run.root.glob("generate-*"))  # nothing was begun
@@ -115,9 +119,7 @@ def test_report_round_trip_rows_and_files(tiny_run, tiny_extraction):
     for method, p in pairs.items():
         assert len(set(p.train_index.tolist())) == len(p)  # distinct training images
         assert list(p.similarity) == sorted(p.similarity, reverse=True)
-        s = scored(
-            tiny_run, tiny_run.find(report.methods[method].generation), tiny_run.find(report.methods[method].score)
-        )
+        s = scored(tiny_run.find(report.methods[method].score, Score))
         assert p.similarity[0] == s.nearest.max()
     image = pair_image(pairs["side"].generated[0], pairs["side"].training[0], scale=2, pad=1)
     assert image.shape == (1 + 16 + 1, 1 + 2 * (16 + 1), 1)

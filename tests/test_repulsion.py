@@ -66,16 +66,19 @@ def test_a_repelling_target_keys_its_pool_and_leaves_other_keys_alone(
     tiny_model_dir, tiny_data_dir, tiny_extraction, tmp_path
 ):
     from side_core.data import load_training_set
-    from side_core.pipeline import Run, build_surrogate
+    from side_core.kinds.generation import Generation
+    from side_core.pipeline import build_surrogate
+    from side_core.run import Run
 
     run = Run(tmp_path / "store", load_model(tiny_model_dir, "cpu"), load_training_set(tiny_data_dir, 1, 8))
     config = dataclasses.replace(tiny_extraction, n_samples=8, repel=True)
     surrogate = build_surrogate(run, config, ("side",))
     target = surrogate.target("side")
-    assert target.avoid == surrogate.pool.path.name
+    assert target.avoid == surrogate.near_identical.name
     assert "avoid" not in Target("c", 3).key() and "avoid" not in surrogate.target("side", cls=0).key()
-    repelled = run.generate(config.n_samples, config.seed, config.sample, target)
-    free = run.generate(config.n_samples, config.seed, config.sample, dataclasses.replace(target, avoid=None))
+    repel = surrogate.near_identical.repulsion
+    repelled = Generation.make(run, config.n_samples, config.seed, config.sample, target, repel=repel)
+    free = Generation.make(run, config.n_samples, config.seed, config.sample, dataclasses.replace(target, avoid=None))
     assert repelled.path != free.path and repelled.inputs["target"]["avoid"] == target.avoid
-    assert run.targets(repelled).equal(run.targets(free))  # the same classes; only the repulsion differs
-    assert not run.images(repelled).equal(run.images(free))
+    assert repelled.targets().equal(free.targets())  # the same classes; only the repulsion differs
+    assert not repelled.images().equal(free.images())

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from side_core.config import SampleConfig
+from side_core.kinds.generation import Generation
 from side_core.models import load_model
-from side_core.pipeline import Run
+from side_core.run import Run
 from side_core.store import Stage, atomic_path, read_json, read_tensors, write_json
 
 CONFIG = SampleConfig(num_steps=3, batch_size=4)
@@ -39,7 +40,7 @@ def test_interrupted_generation_resumes_and_matches(run, tmp_path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        run.generate(10, seed=5, config=CONFIG, progress=stop_in_third_batch)
+        Generation.make(run, 10, seed=5, config=CONFIG, progress=stop_in_third_batch)
     folders = [p for p in run.root.iterdir() if p.name.startswith("generate-")]
     assert len(folders) == 1
     partial = Stage.open(folders[0])
@@ -51,26 +52,26 @@ def test_interrupted_generation_resumes_and_matches(run, tmp_path):
     first_shard = (partial.path / "shards" / "00000.safetensors").stat().st_mtime_ns
 
     steps = []
-    done = run.generate(10, seed=5, config=CONFIG, progress=steps.append)
-    assert done.done and done.path == partial.path
+    done = Generation.make(run, 10, seed=5, config=CONFIG, progress=steps.append)
+    assert done.stage.done and done.path == partial.path
     assert {p.batch for p in steps} == {2}  # only the missing shard was sampled
     assert (partial.path / "shards" / "00000.safetensors").stat().st_mtime_ns == first_shard
 
     fresh = Run(tmp_path / "other", run.model)
-    torch.testing.assert_close(run.images(done), fresh.images(fresh.generate(10, seed=5, config=CONFIG)))
+    torch.testing.assert_close(done.images(), Generation.make(fresh, 10, seed=5, config=CONFIG).images())
 
 
 def test_finishing_a_stage_removes_what_a_killed_writer_left(run):
     """A writer killed between its temporary file and the rename leaves the temporary file behind; the
     resumed stage finishes without it, and its manifest never named it."""
-    stage = run.stage("generate", {"n": 4, "seed": 1, "sample": CONFIG.to_dict(), "target": None})
+    stage = run.stage(Generation, {"n": 4, "seed": 1, "sample": CONFIG.to_dict(), "target": None}).stage
     stage.begin()
     (stage.path / "shards").mkdir()
     left = [stage.path / ".summary.json.abc.tmp", stage.path / "shards" / ".00000.safetensors.def.tmp"]
     for path in left:
         path.write_bytes(b"half")
-    done = run.generate(4, seed=1, config=CONFIG)
-    assert done.path == stage.path and done.done
+    done = Generation.make(run, 4, seed=1, config=CONFIG)
+    assert done.path == stage.path and done.stage.done
     assert not any(path.exists() for path in left)
     assert not [name for name in read_json(done.path / "done.json")["manifest"] if name.endswith(".tmp")]
 
@@ -106,14 +107,14 @@ def test_a_shard_another_process_holds_is_waited_for_not_made_twice(run, monkeyp
 
 
 def test_finished_stages_are_reused(run):
-    first = run.generate(4, seed=0, config=CONFIG)
+    first = Generation.make(run, 4, seed=0, config=CONFIG)
     calls = []
-    again = run.generate(4, seed=0, config=CONFIG, progress=calls.append)
+    again = Generation.make(run, 4, seed=0, config=CONFIG, progress=calls.append)
     assert again.path == first.path and calls == []
 
 
 def test_read_only_roots_are_used_in_place(run, tmp_path):
-    finished = run.generate(4, seed=0, config=CONFIG)
+    finished = Generation.make(run, 4, seed=0, config=CONFIG)
     reader = Run(tmp_path / "new", run.model, read_only_roots=(run.root,))
-    assert reader.generate(4, seed=0, config=CONFIG).path == finished.path
+    assert Generation.make(reader, 4, seed=0, config=CONFIG).path == finished.path
     assert not (tmp_path / "new").exists()

@@ -7,15 +7,15 @@ import torch
 from conftest import bright_and_dark, tiny_scheduler, tiny_unet
 
 from side_core.classifier import (
-    SurrogateClassifier,
     classifier_guidance,
     load_classifier,
     save_classifier,
     train_classifier,
     training_timesteps,
 )
-from side_core.config import CLASSIFIER_RECIPES, ClassifierConfig, ClassifierTrainConfig, SampleConfig, UNetHeadConfig
+from side_core.config import HEAD_RECIPE, ClassifierConfig, ClassifierTrainConfig, SampleConfig, UNetHeadConfig
 from side_core.errors import SideError
+from side_core.resnet import SurrogateClassifier
 from side_core.sampling import make_scheduler, sample
 from side_core.store import read_json, read_tensors, write_json
 from side_core.unet_head import UNetHead
@@ -28,7 +28,7 @@ def trained_head(bright_dark_model):
     """A time-dependent head trained 150 steps on the bright and dark images at the sampler's timesteps."""
     x0, labels = bright_and_dark()
     timesteps = [int(t) for t in make_scheduler(bright_dark_model, SAMPLER).timesteps]
-    train_config = dataclasses.replace(CLASSIFIER_RECIPES["unet-head"], steps=150, batch_size=32)
+    train_config = dataclasses.replace(HEAD_RECIPE, steps=150, batch_size=32)
     return train_classifier(
         x0,
         labels,
@@ -71,7 +71,7 @@ def test_guidance_gradient_has_the_input_shape_and_leaves_the_unet_untouched():
 def test_training_draws_t_where_the_sampler_acts():
     paper = ClassifierTrainConfig()
     assert training_timesteps(tiny_scheduler(), paper, None).tolist() == list(range(100))
-    head = CLASSIFIER_RECIPES["unet-head"]
+    head = HEAD_RECIPE
     assert training_timesteps(tiny_scheduler(), head, [90, 45, 0]).tolist() == [90, 45, 0]
     with pytest.raises(SideError, match="sampler_timesteps"):
         training_timesteps(tiny_scheduler(), head, None)

@@ -46,7 +46,6 @@ from side_core.store import write_json
         (lambda: SampleConfig(num_steps=0), "sampler steps = 0"),
         (lambda: SampleConfig(batch_size=0), "batch size = 0"),
         (lambda: SampleConfig(sampler="euler"), "Unknown sampler"),
-        (lambda: SampleConfig(eta=2.0), "eta = 2.0"),
         (lambda: ClusterConfig(tau=1.5), "tau = 1.5"),
         (lambda: ClusterConfig(tau=float("nan")), "tau = nan"),
         (lambda: ClusterConfig(k=1), "K \\(clusters\\) = 1"),
@@ -284,7 +283,7 @@ def test_a_thumbnail_is_skipped_not_the_size_of_everything(tmp_path, caplog):
 
 # -- bands that stay meaningful --------------------------------------------------------------------
 def _nn(images: torch.Tensor) -> np.ndarray:
-    return nearest_others(make_similarity("pixel").vectors(images))[0]
+    return nearest_others(make_similarity("pixels").vectors(images))[0]
 
 
 @pytest.mark.parametrize(
@@ -309,12 +308,12 @@ def test_duplicated_training_images_do_not_close_the_high_band():
     train[3] = (train[2] + 0.02 * torch.randn(1, 8, 8)).clamp(-1, 1)  # a near-duplicate
     bands = bands_from_train(_nn(train))
     assert bands.high[0] < 0.9
-    similarity = make_similarity("pixel")
+    similarity = make_similarity("pixels")
     copy = similarity.vectors(train[10:11].clone())  # a copy of a training image that has no twin
     assert (copy @ similarity.vectors(train).T).max() >= bands.high[0]
 
 
 def test_non_finite_values_never_reach_json(tmp_path):
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(SideError, match="non-finite"):
         write_json(tmp_path / "r.json", {"accuracy": math.nan})
     assert not (tmp_path / "r.json").exists()

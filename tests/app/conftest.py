@@ -12,8 +12,11 @@ from streamlit.testing.v1 import AppTest
 from app_support import state
 from side_core.config import ExtractionConfig
 from side_core.data import load_training_set
+from side_core.kinds.features import Map2D
+from side_core.kinds.scoring import Score
 from side_core.models import load_model
-from side_core.pipeline import Run, build_surrogate
+from side_core.pipeline import build_surrogate
+from side_core.run import Run
 
 from .helpers import APP, TIMEOUT, TINY
 
@@ -25,8 +28,8 @@ def tiny_store(tiny_model_dir, tiny_data_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("store")
     run = Run(root, load_model(tiny_model_dir, "cpu"), load_training_set(tiny_data_dir, 1, 8))
     surrogate = build_surrogate(run, TINY, ("side", "cond"))
-    run.map2d(surrogate.features, "pca", 0)
-    run.score(surrogate.synthetic)
+    Map2D.make(run, surrogate.features, "pca", 0)
+    Score.make(run, surrogate.synthetic)
     return root
 
 

@@ -62,8 +62,9 @@ def assert_precomputed() -> None:
     would otherwise wait for minutes of sampling behind the buttons)."""
     from app_support import jobs, state
     from side_core.data import load_training_set
-    from side_core.models import load_model
-    from side_core.pipeline import BUNDLED_STORE, SWEEP_SCALES, Run
+    from side_core.models import BUNDLED_STORE, load_model
+    from side_core.pipeline import SWEEP_SCALES
+    from side_core.run import Run
 
     model = load_model("default", "cpu")
     run = Run(BUNDLED_STORE, model, load_training_set("default", model.channels, model.size))

@@ -36,7 +36,7 @@ def test_generate_and_cluster_from_the_form(open_app, monkeypatch, tmp_path):
 def test_a_silhouette_that_is_not_a_number_reads_n_a(open_app, monkeypatch, tmp_path):
     """Clusters whose silhouette is not finite (stored as None) show "n/a", not a crash."""
     monkeypatch.setenv("SIDE_STORE", str(tmp_path / "empty-store"))
-    monkeypatch.setattr("side_core.run.silhouette", lambda *args: float("nan"))
+    monkeypatch.setattr("side_core.kinds.clusters.silhouette", lambda *args: float("nan"))
     at = open_app(CLUSTER_PAGE)
     at.number_input(key="n_syn").set_value(24)
     at.number_input(key="k").set_value(3)
@@ -73,10 +73,10 @@ def test_inspect_a_class_and_guide_toward_it(open_app):
 
 def test_umap_button_stores_the_map_and_offers_it(open_app, monkeypatch):
     """The button makes the UMAP stage; here a PCA stands in for UMAP (its import and JIT take a minute)."""
-    import side_core.run
+    import side_core.kinds.features
     from side_core.cluster import map_2d
 
-    monkeypatch.setattr(side_core.run, "map_2d", lambda f, method, seed: map_2d(f, "pca", seed))
+    monkeypatch.setattr(side_core.kinds.features, "map_2d", lambda f, method, seed: map_2d(f, "pca", seed))
     at = open_app(CLUSTER_PAGE)
     assert not at.exception
     assert at.segmented_control[0].options == ["PCA"]

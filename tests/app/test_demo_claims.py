@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 from app_support import jobs, state, views
 from app_support.state import GUIDED_PAGE
 from side_core.data import load_training_set
-from side_core.models import load_model
-from side_core.pipeline import BUNDLED_STORE, Run
+from side_core.models import BUNDLED_STORE, load_model
+from side_core.run import Run
 
 from .helpers import APP, button, metrics
 

@@ -10,8 +10,8 @@ from app_support import forms, jobs, state, views
 from side_core.data import load_training_set
 from side_core.errors import SideError
 from side_core.models import load_model
-from side_core.pipeline import Run
 from side_core.report import Report, SweepPoint
+from side_core.run import Run
 
 from .helpers import TINY
 

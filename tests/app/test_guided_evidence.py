@@ -7,12 +7,14 @@ from dataclasses import replace
 
 from app_support import state
 from app_support.state import GUIDED_PAGE
-from side_core.cluster import rank_classes
+from side_core.cluster import rank_by_pool, rank_classes
 from side_core.data import load_training_set
-from side_core.inspection import rank_by_pool
+from side_core.kinds.classifier import Landed
+from side_core.kinds.generation import Generation
+from side_core.kinds.scoring import Score
 from side_core.models import load_model
-from side_core.pipeline import Run, build_surrogate
-from side_core.store import read_array
+from side_core.pipeline import build_surrogate
+from side_core.run import Run
 
 from .helpers import TINY, captions_of_images, metrics, submit
 
@@ -31,9 +33,10 @@ def test_opens_on_the_attacker_ranked_class_with_its_evidence_and_where_samples_
         read_only_roots=(tiny_store,),
     )
     surrogate = build_surrogate(run, SEPARATES, ("side",))  # into the app's run store
-    evidence = rank_by_pool(run.clustering(surrogate.clusters), read_array(surrogate.pool.file("partner.npy")))
-    similarity, index = run.neighbours(run.score(surrogate.synthetic))
-    by_copies = rank_classes(run.clustering(surrogate.clusters), similarity[:, 0], index[:, 0], run.bands())
+    evidence = rank_by_pool(surrogate.clusters.clustering(), surrogate.near_identical.partner())
+    score = Score.make(run, surrogate.synthetic)
+    similarity, index = score.neighbours()
+    by_copies = rank_classes(surrogate.clusters.clustering(), similarity[:, 0], index[:, 0], score.bands)
     assert evidence[0].cls != by_copies[0].cls  # the fixture tells the two rankings apart
 
     at = open_app(GUIDED_PAGE, config=SEPARATES)
@@ -56,13 +59,13 @@ def test_opens_on_the_attacker_ranked_class_with_its_evidence_and_where_samples_
     request = at.session_state[state.GUIDED.name]
     assert request.cls == weak.cls
     generation = run.stored(  # the page's generation, as the page stored it
-        lambda r: r.generate(
-            request.n, request.seed, request.sample, surrogate.target("side", weak.cls), request.capture_steps
+        lambda r: Generation.make(
+            r, request.n, request.seed, request.sample, surrogate.target("side", weak.cls), request.capture_steps
         )
     )
-    stored = run.stored(lambda r: r.landed(generation))  # labelled by the guided job, within the queue
+    stored = run.stored(lambda r: Landed.make(r, generation))  # labelled by the guided job, within the queue
     assert stored is not None
-    landed = int((run.landed_labels(stored) == weak.cls).sum())
+    landed = int((stored.labels() == weak.cls).sum())
     assert metrics(at)[f"Landed in class {weak.cls}"] == f"{landed} / 4"
     assert f"class {weak.cls}: its pool samples, what guidance aims at" in captions_of_images(at)
 

@@ -12,8 +12,9 @@ from app_support import jobs, resources
 from app_support.state import REPORT_PAGE, CompareRequest
 from side_core.data import load_training_set
 from side_core.models import load_model
-from side_core.pipeline import METHODS, Run
-from side_core.report import markdown_table
+from side_core.pipeline import METHODS
+from side_core.report_files import markdown_table
+from side_core.run import Run
 
 from .helpers import APP, TIMEOUT, TINY, button, submit
 

@@ -8,7 +8,7 @@ from app_support import jobs
 from app_support.state import REPORT_PAGE, CompareRequest
 from side_core.data import load_training_set
 from side_core.models import load_model
-from side_core.pipeline import Run
+from side_core.run import Run
 from side_core.whole_run import whole_run_text
 
 from .helpers import TINY, submit
