@@ -29,8 +29,9 @@ import numpy as np
 from benchmarks.provenance import add_output_flags, start
 from side_core.allocation import near_identical_groups, pool_neighbours
 from side_core.cluster import l2_normalise
-from side_core.config import MAX_SEED, SampleConfig
+from side_core.config import MAX_SEED, ClusterConfig, SampleConfig
 from side_core.data import load_training_set
+from side_core.embed import FEATURES
 from side_core.kinds.features import Features
 from side_core.kinds.generation import Generation
 from side_core.kinds.scoring import Score
@@ -50,7 +51,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--n", type=int, default=32768, help="plain samples (default 32,768)")
     p.add_argument("--n-pool", type=int, default=4096, help="also report the first N samples, a SIDE pool's size")
     p.add_argument("--seed", type=int, default=MAX_SEED - 7, help="generation seed (default: one no method uses)")
-    p.add_argument("--feature", default="pixels", help="the attacker's feature for near-identical groups")
+    p.add_argument(
+        "--feature",
+        default=ClusterConfig().feature,
+        choices=FEATURES.names(),
+        help="the attacker's feature for near-identical groups (%(default)s)",
+    )
     p.add_argument("--name", default="ceiling", help="results base name")
     p.add_argument("--repeats", type=Path, default=None, help="repeats.json of a --repeated training folder")
     p.add_argument("--threads", type=int, default=None)

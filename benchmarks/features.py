@@ -34,6 +34,7 @@ import torch
 from benchmarks.provenance import add_output_flags, output_dir, provenance
 from side_core.cli import add_extraction_flags, extraction_config, open_run
 from side_core.config import ExtractionConfig
+from side_core.embed import FEATURES
 from side_core.errors import SideError
 from side_core.kinds.generation import Generation
 from side_core.kinds.scoring import Score, bands
@@ -142,7 +143,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_extraction_flags(p, report=False, store="runs/benchmark")
     p.set_defaults(n_samples=512)  # N_G of the ideal SIDE draws
-    p.add_argument("--features", default="unet,pixels", help="features to compare (replaces --feature)")
+    needs_no_file = ",".join(name for name, feature in FEATURES.items() if not feature.needs_sscd_file)
+    p.add_argument("--features", default=needs_no_file, help="features to compare (replaces --feature; %(default)s)")
     p.add_argument("--taus", default="0.5,0.85,0.87,0.89,0.91,0.93", help="keep rules: the paper's cohesion thresholds")
     p.add_argument("--keep-tops", default="0.5", help="keep rules: the most cohesive fraction of the clusters")
     p.add_argument("--k-faces", type=int, default=30, help="K of samples-to-K (default 30)")

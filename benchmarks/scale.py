@@ -88,7 +88,8 @@ def worker(args: argparse.Namespace) -> None:
     t_classifier = timed(train)
     # a throwaway classifier stage of its own key (not the engine's), in the run's store: the guided
     # generation finds it there by its folder name
-    classifier = Classifier(Stage(args.store, Classifier.KIND, {"benchmark": "scale", "processes": world.size}), run)
+    key = {"benchmark": "scale", "processes": world.size}
+    classifier = Classifier(Stage.keyed(args.store, Classifier.KIND, key), run)
     if world.is_main:
         classifier.stage.begin()
         save_classifier(trained["model"], trained["report"], classifier.path)
@@ -158,7 +159,7 @@ def memory_stage(store: str | Path, n_g: int, batch: int):
     from side_core.kinds.generation import Generation
     from side_core.store import Stage
 
-    return Stage(store, Generation.KIND, {"benchmark": "memory", "n": n_g, "sample": {"batch_size": batch}})
+    return Stage.keyed(store, Generation.KIND, {"benchmark": "memory", "n": n_g, "sample": {"batch_size": batch}})
 
 
 def prepare_memory_store(args: argparse.Namespace, store: Path, sizes: list[int]) -> None:

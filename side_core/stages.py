@@ -127,7 +127,7 @@ class Stages:
         under root. A finished stage whose files no longer match its manifest is named in a warning,
         reopened and made again (a read-only copy is left alone and remade under root)."""
         for root in self.read_only_roots:
-            stage = Stage(root, name, inputs)
+            stage = Stage.keyed(root, name, inputs)
             if stage.done:
                 damaged = stage.damage(self._intact)
                 if not damaged:
@@ -136,7 +136,7 @@ class Stages:
                     log.warning(
                         "%s is damaged (%s): making it again under %s", stage.path, _listing(damaged), self.root
                     )
-        stage = Stage(self.root, name, inputs)
+        stage = Stage.keyed(self.root, name, inputs)
         damaged = stage.damage(self._intact) if stage.done else {}
         if self.read_only:
             if not stage.done or damaged:

@@ -210,17 +210,19 @@ class Stage:
     """One stage's folder: ``<root>/<name>-<key>/`` with ``inputs.json`` and, once finished,
     ``done.json`` (its summary plus the manifest of its files)."""
 
-    def __init__(self, root: str | os.PathLike, name: str, inputs: dict[str, Any]):
+    def __init__(self, path: str | os.PathLike, inputs: dict[str, Any]):
+        self.path = Path(path)
         self.inputs = inputs
-        self.path = Path(root) / f"{name}-{stage_key(inputs)}"
+
+    @classmethod
+    def keyed(cls, root: str | os.PathLike, name: str, inputs: dict[str, Any]) -> Stage:
+        """The stage of this name for these inputs: its folder is named by their hash."""
+        return cls(Path(root) / f"{name}-{stage_key(inputs)}", inputs)
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> Stage:
         """Reopen an existing stage folder (e.g. one named in a report)."""
-        path = Path(path)
-        stage = cls.__new__(cls)
-        stage.inputs, stage.path = read_json(path / INPUTS), path
-        return stage
+        return cls(path, read_json(Path(path) / INPUTS))
 
     @property
     def done(self) -> bool:

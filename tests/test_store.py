@@ -83,7 +83,7 @@ def test_a_shard_another_process_holds_is_waited_for_not_made_twice(run, monkeyp
 
     monkeypatch.setattr(stages, "POLL_SECONDS", 0.01)
     sharding = stages.Sharding(12, 4)
-    stage = Stage(run.root, "generate", {"test": "claims"})
+    stage = Stage.keyed(run.root, "generate", {"test": "claims"})
 
     def make(i: int) -> dict[str, torch.Tensor]:
         return {"images": torch.full((sharding.size(i), 1, 2, 2), float(i))}
