@@ -44,7 +44,7 @@ from side_core.kinds.scoring import Score, bands
 from side_core.metrics import distinct_curve, samples_to_k
 from side_core.pipeline import build_surrogate, guided_generation
 from side_core.run import Run
-from side_core.store import write_json, write_text
+from side_core.store import finite_or_none, write_json, write_text
 from side_core.surrogate import Surrogate
 
 log = logging.getLogger("guidance")
@@ -68,6 +68,11 @@ def partnered(run: Run, surrogate: Surrogate, generation: Generation) -> float:
     drawn = l2_normalise(Features.make(run, generation, feature).vectors())
     nearest = (torch.from_numpy(drawn) @ torch.from_numpy(pool).T).max(dim=1).values.numpy()
     return round(100 * float((nearest >= surrogate.near_identical.summary()["near_identical"]).mean()), 2)
+
+
+def clean_accuracy(classifier: Classifier) -> float | None:
+    """Held-out accuracy on clean samples; None where there was no held-out sample to measure it on."""
+    return finite_or_none(round(ClassifierReport.from_dict(classifier.summary()).clean_accuracy, 3))
 
 
 def classifier_facts(classifier: Classifier) -> dict:
@@ -120,9 +125,8 @@ def main() -> None:
                 "landed": round(100 * Landed.make(run, generation).summary()["landed"], 2) if guided else None,
                 "partnered": partnered(run, surrogate, generation),
                 "seconds_per_sample": round(generation.summary()["seconds"] / n, 4),
-                "clean_accuracy": round(ClassifierReport.from_dict(classifier.summary()).clean_accuracy, 3)
-                if classifier
-                else None,
+                # None where the classifier had no held-out sample to measure it on
+                "clean_accuracy": clean_accuracy(classifier) if classifier else None,
                 "generation": generation.name,
                 "curve": distinct_curve(score.first_hit("high"), n).tolist(),
             }
@@ -180,7 +184,8 @@ def main() -> None:
     lines[-1] += f"{report['classifiers']['side']['chance']:.3f}):"
     for name, c in report["classifiers"].items():
         per_q = ", ".join(f"{a:.2f}" if a is not None else "-" for a in c["accuracy_per_quartile"])
-        lines.append(f"- {name}: {c['steps']} steps, clean {c['clean_accuracy']:.3f}, per quartile [{per_q}]")
+        clean = "-" if c["clean_accuracy"] is None else f"{c['clean_accuracy']:.3f}"
+        lines.append(f"- {name}: {c['steps']} steps, clean {clean}, per quartile [{per_q}]")
     write_text(out / f"{args.name}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
