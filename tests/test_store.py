@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from side_core.config import SampleConfig
+from side_core.errors import SideError
+from side_core.kinds.features import Features
 from side_core.kinds.generation import Generation
 from side_core.models import load_model
 from side_core.run import Run
@@ -118,3 +120,12 @@ def test_read_only_roots_are_used_in_place(run, tmp_path):
     reader = Run(tmp_path / "new", run.model, read_only_roots=(run.root,))
     assert Generation.make(reader, 4, seed=0, config=CONFIG).path == finished.path
     assert not (tmp_path / "new").exists()
+
+
+def test_stages_are_found_as_their_own_kind_and_linked_by_type(run):
+    generation = Generation.make(run, 4, seed=0, config=CONFIG)
+    features = Features.make(run, generation, "pixels")
+    assert isinstance(features.generation, Generation) and features.generation.name == generation.name
+    assert torch.equal(run.find(generation.name, Generation).images(), generation.images())
+    with pytest.raises(SideError, match="is not a features stage"):
+        run.find(generation.name, Features)  # a generation's folder never reads as another kind
