@@ -85,7 +85,7 @@ if "side" not in trained:
     st.stop()
 
 st.subheader("How well guidance toward each class extracts")
-ranked = resources.ranked_classes(run, surrogate)
+ranked = resources.ranked_classes(surrogate, resources.pool_score(run, surrogate))
 compared = state.COMPARE.get()
 report = jobs.compare(compared.config(config)).stored(run)
 if report is None:

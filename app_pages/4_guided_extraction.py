@@ -31,10 +31,11 @@ t_max = run.model.scheduler.config.num_train_timesteps - 1
 # The attacker's ranking reads no training image and sets the default target; the ranking by copies
 # (scored against the training set) is shown beside it for teaching only.
 evidence = resources.pool_evidence(surrogate)
-by_copies = resources.ranked_classes(run, surrogate)
+pool = resources.pool_score(run, surrogate)  # looked up once: every rerun (a slider scrub) runs this
+by_copies = resources.ranked_classes(surrogate, pool)
 state.default_target([e.cls for e in evidence])
 last = state.GUIDED.get()
-samples = resources.scored_samples(resources.pool_score(run, surrogate)).images
+samples = resources.scored_samples(pool).images
 members = resources.class_representatives(surrogate, per_class=8)
 
 controls, panel = st.columns([2, 3], gap="large")
@@ -121,9 +122,9 @@ with panel:
         help="Distinct training images that the guided copies copy: "
         + (", ".join(f"train #{i} ({n}x)" for i, n in faces.items()) or "none"),
     )
-    beyond = sorted(set(faces) - resources.pool_copied(run, surrogate))
+    beyond = sorted(set(faces) - resources.pool_copied(pool))
     views.reach_metrics(
-        resources.reach(run, surrogate),
+        resources.reach(surrogate, pool),
         (
             "Beyond the pool",
             len(beyond),

@@ -66,7 +66,7 @@ else:
         beyond = report.whole_run.beyond_pool()
         rate = beyond["per_1000"]
         views.reach_metrics(
-            resources.reach(run, surrogate),
+            resources.reach(surrogate, resources.pool_score(run, surrogate)),
             (
                 "Beyond pool: SIDE / UnCond",
                 f"{beyond['side']} / {beyond['uncond']}",

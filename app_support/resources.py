@@ -72,10 +72,10 @@ def require_run() -> Run:
         st.stop()
 
 
-def ranked_classes(run: Run, surrogate: Surrogate) -> list[ClassEvidence]:
-    """The surrogate classes, most promising target first, with their expected copy rates."""
-    score = Score.make(run, surrogate.synthetic)  # stored with the clusters; instant when it is not
-    return _ranked(surrogate.clusters, score, surrogate.clusters.path, score.path)
+def ranked_classes(surrogate: Surrogate, pool: Score) -> list[ClassEvidence]:
+    """The surrogate classes, most promising target first, with their expected copy rates (``pool``:
+    the pool's score, :func:`pool_score`)."""
+    return _ranked(surrogate.clusters, pool, surrogate.clusters.path, pool.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -99,15 +99,15 @@ def _pool_evidence(
 
 
 def pool_score(run: Run, surrogate: Surrogate) -> Score:
-    """The score of the surrogate's pool (made with the clusters; instant when stored)."""
+    """The score of the surrogate's pool (stored with the clusters; instant when it is): a page looks
+    it up once per run and hands it to the readers below."""
     return Score.make(run, surrogate.synthetic)
 
 
-def pool_copied(run: Run, surrogate: Surrogate) -> frozenset[int]:
+def pool_copied(pool: Score) -> frozenset[int]:
     """The training images some sample of the surrogate's pool copies (high band): what plain sampling
     had already found before any guided sample."""
-    score = pool_score(run, surrogate)
-    return _pool_copied(score, score.path)
+    return _pool_copied(pool, pool.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -115,10 +115,9 @@ def _pool_copied(_score: Score, path: Path) -> frozenset[int]:
     return frozenset(_score.summary()["extracted"])
 
 
-def reach(run: Run, surrogate: Surrogate) -> dict[str, dict]:
+def reach(surrogate: Surrogate, pool: Score) -> dict[str, dict]:
     """How many images plain sampling reaches, from the pool (side_core.surrogate.Surrogate.reach)."""
-    score = pool_score(run, surrogate)
-    return _reach(surrogate, score, surrogate.synthetic.path, surrogate.near_identical.path)
+    return _reach(surrogate, pool, surrogate.synthetic.path, surrogate.near_identical.path)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
